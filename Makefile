@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine; each sets up .venv first, only when needed
+# (the venv is rebuilt when pyproject.toml or constraints.txt changes).
+#   make demo   run the main job on the built-in synthetic demo dataset
+#   make test   run the test suite
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup lock
+
+demo: $(STAMP)
+	$(VENV)/bin/raycells data inspect
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $(STAMP)
+
+# Refresh constraints.txt from the current venv after changing dependencies on purpose.
+lock: $(STAMP)
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^raycells' > constraints.txt
+	touch $(STAMP)

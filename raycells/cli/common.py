@@ -1,0 +1,64 @@
+"""What every command shares: the consoles, turning library errors into exit codes, progress bars
+and finding the dataset a command should work on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..demo import demo_dataset
+from ..errors import RaycellsError
+from ..index import index_dataset
+from ..manifest import Manifest, read_manifest
+
+console = Console(soft_wrap=True)
+"""Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
+status = Console(stderr=True, soft_wrap=True)
+"""Progress, warnings and errors, kept off stdout so results can be piped."""
+
+EXIT_UNREADABLE = 1
+"""The work finished, but some images could not be read (they are listed)."""
+EXIT_BAD_INPUT = 2
+"""Nothing was done: the input is wrong; the message says how to fix it."""
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Print a RaycellsError as one clear message and exit with EXIT_BAD_INPUT."""
+    try:
+        yield
+    except RaycellsError as error:
+        status.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[callable]:
+    """A rich progress bar; yields a progress(done, total) callback for the library."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=status, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def load_dataset(path: Path | None) -> Manifest:
+    """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed, and no
+    path means the built-in synthetic demo dataset."""
+    if path is None:
+        status.print("[yellow]No dataset given: using the built-in SYNTHETIC demo dataset "
+                     "(drawn cells, not real images).[/]")
+        with status.status("Preparing the demo dataset (generated once, then cached)"):
+            path = demo_dataset()
+    if path.suffix.lower() == ".parquet" and path.is_file():
+        return read_manifest(path)
+    with progress_bar(f"Reading images in {path}") as update:
+        return index_dataset(path, progress=update)

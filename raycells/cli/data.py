@@ -1,0 +1,138 @@
+"""`raycells data ...`: index a dataset into a manifest, inspect it, write the demo dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from ..demo import write_demo
+from ..manifest import Manifest, write_manifest
+from ..summary import DatasetSummary, summarize
+from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
+
+app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
+
+DatasetArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Dataset folder, CSV of path,label, or manifest (.parquet). "
+                        "Default: the built-in synthetic demo dataset.", show_default=False),
+]
+
+
+@app.command()
+def index(
+    path: DatasetArg = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Manifest file to write.")] = Path("manifest.parquet"),
+) -> None:
+    """Index a dataset folder (or CSV) into a Parquet manifest, one row per image."""
+    with reported_errors():
+        manifest = load_dataset(path)
+        write_manifest(manifest, out)
+    classes = manifest.class_counts()
+    console.print(f"Indexed [bold]{len(manifest):,}[/] images in {len(classes)} classes "
+                  f"(layout {manifest.layout}, source {manifest.source}) -> {out}")
+    _print_problems(manifest)
+    if manifest.unreadable:
+        raise typer.Exit(EXIT_UNREADABLE)
+
+
+@app.command()
+def inspect(
+    path: DatasetArg = None,
+    folds: Annotated[int, typer.Option(min=2, help="Warn about classes smaller than this many folds.")] = 5,
+) -> None:
+    """Show class counts, image sizes and modes, skipped and unreadable files, duplicates, and
+    classes too small for k-fold cross-validation."""
+    with reported_errors():
+        manifest = load_dataset(path)
+    _render(summarize(manifest, folds=folds))
+    if manifest.unreadable:
+        raise typer.Exit(EXIT_UNREADABLE)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder to write the demo images into.")],
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
+) -> None:
+    """Write the built-in SYNTHETIC demo dataset (15 AML classes, drawn cells) to a folder."""
+    with status.status(f"Drawing demo cells into {out}"):
+        write_demo(out, seed=seed)
+    console.print(f"Wrote the synthetic demo dataset (seed {seed}) to {out}")
+
+
+def _print_problems(manifest: Manifest) -> None:
+    if manifest.skipped:
+        status.print(f"Skipped {len(manifest.skipped)} files that are not images.")
+    for problem in manifest.unreadable:
+        status.print(f"[red]unreadable:[/] {problem.path}: {problem.reason}", highlight=False)
+    for warning in manifest.warnings:
+        status.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _render(summary: DatasetSummary) -> None:
+    facts = (f"{summary.images:,} images · {len(summary.classes)} classes · layout "
+             f"{summary.layout} · source {summary.source}"
+             + (f" · scheme {summary.scheme}" if summary.scheme else ""))
+    title = "[bold yellow]SYNTHETIC demo data: drawn cells, not real images[/]\n" if summary.synthetic else ""
+    console.print(Panel(f"{title}{summary.root}\n{facts}", title="Dataset", expand=False))
+
+    has_fine = any(row.fine for row in summary.classes)
+    classes = Table(title="Classes", title_justify="left")
+    for header in ("class", "name", "images", "share"):
+        classes.add_column(header, justify="right" if header in ("images", "share") else "left")
+    if has_fine:
+        classes.add_column("fine labels")
+    small = dict(summary.too_small)
+    for row in summary.classes:
+        count = f"[red]{row.count:,}[/]" if row.code in small else f"{row.count:,}"
+        cells = [row.code, row.name, count, f"{100 * row.count / summary.images:.1f}%"]
+        if has_fine:
+            cells.append(", ".join(f"{label} {n:,}" for label, n in row.fine.items()))
+        classes.add_row(*cells)
+    console.print(classes)
+
+    sizes = Table(title="Image sizes", title_justify="left")
+    sizes.add_column("width x height")
+    sizes.add_column("images", justify="right")
+    for width, height, n in summary.sizes[:10]:
+        sizes.add_row(f"{width} x {height}", f"{n:,}")
+    if len(summary.sizes) > 10:
+        sizes.add_row(f"... {len(summary.sizes) - 10} more sizes", "")
+    modes = Table(title="Modes", title_justify="left")
+    modes.add_column("mode")
+    modes.add_column("images", justify="right")
+    modes.add_column("on load")
+    for mode, n, note in summary.modes:
+        modes.add_row(mode, f"{n:,}", f"the image {note}" if note else "used as is")
+    console.print(sizes)
+    console.print(modes)
+
+    console.print(f"\n[bold]Skipped files[/] (not images): {len(summary.skipped)}")
+    for path in summary.skipped[:10]:
+        console.print(f"  {path}", highlight=False)
+    if len(summary.skipped) > 10:
+        console.print(f"  ... and {len(summary.skipped) - 10} more")
+
+    console.print(f"[bold]Unreadable images[/]: {len(summary.unreadable)}")
+    for problem in summary.unreadable:
+        console.print(f"  [red]{problem.path}[/]: {problem.reason}", highlight=False)
+
+    across = [group for group in summary.duplicates if group.across_classes]
+    console.print(f"[bold]Exact duplicates[/] (identical bytes): {len(summary.duplicates)} groups, "
+                  f"{len(summary.duplicates) - len(across)} within one class, {len(across)} across classes")
+    for group in (across + [g for g in summary.duplicates if not g.across_classes])[:20]:
+        pairs = ", ".join(f"{path} ({label})" for path, label in zip(group.paths, group.labels))
+        console.print(f"  {group.sha1[:12]}: {pairs}", highlight=False)
+    if len(summary.duplicates) > 20:
+        console.print(f"  ... and {len(summary.duplicates) - 20} more groups")
+
+    for code, n in summary.too_small:
+        console.print(f"[yellow]warning:[/] class {code} has {n} images, fewer than {summary.folds} "
+                      f"folds: use --folds {max(2, n)} or leave the class out.", highlight=False)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)

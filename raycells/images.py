@@ -1,0 +1,120 @@
+"""Reading single-cell image files: which files are images, checking that one decodes, and loading
+it as 8-bit RGB whatever mode it was saved in."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+
+_CONVERTED_MODES = {
+    "RGBA": "has an alpha channel, which is dropped on load",
+    "LA": "is grayscale with alpha; the alpha channel is dropped and gray copied to R, G and B",
+    "PA": "has a palette with alpha; it is converted to RGB and the alpha channel dropped",
+    "L": "is grayscale; gray is copied to R, G and B on load",
+    "1": "is black-and-white; it is converted to RGB on load",
+    "P": "has a colour palette; it is converted to RGB on load",
+    "CMYK": "is CMYK; it is converted to RGB on load",
+    "YCbCr": "is YCbCr; it is converted to RGB on load",
+    "I;16": "is 16-bit; it is scaled to 8 bits per channel on load (check the contrast, or save "
+    "the files as 8-bit RGB yourself)",
+    "I": "is 16/32-bit integer; it is scaled to 8 bits per channel on load (check the contrast, "
+    "or save the files as 8-bit RGB yourself)",
+}
+for _mode in ("I;16B", "I;16L", "I;16N"):
+    _CONVERTED_MODES[_mode] = _CONVERTED_MODES["I;16"]
+
+
+class UnreadableImage(Exception):
+    """A file with an image name that cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What indexing records of one readable image."""
+
+    sha1: str
+    width: int
+    height: int
+    mode: str
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True for file names with an image suffix (hidden files included: they may be strays)."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
+
+
+def mode_note(mode: str) -> str | None:
+    """How an image saved in `mode` is converted on load, or None for plain RGB."""
+    return None if mode == "RGB" else _CONVERTED_MODES.get(mode, f"is in mode {mode}; converted to RGB")
+
+
+def probe(path: str | os.PathLike) -> ImageFacts:
+    """Hash the file and decode it completely (JPEGs at reduced scale, which still reads every
+    byte), so that truncated or corrupt files are found at indexing time, not during training."""
+    try:
+        data = open(path, "rb").read()
+    except OSError as error:
+        raise UnreadableImage(f"cannot read the file ({error.strerror}): check its permissions") from error
+    if not data:
+        raise UnreadableImage("the file is empty (0 bytes): copy it again from the source or delete it")
+    image = _open(data)
+    width, height, mode = image.width, image.height, image.mode
+    if image.format == "JPEG":
+        image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+    try:
+        image.load()
+        to_rgb(image)
+    except UnreadableImage:
+        raise
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UnreadableImage(
+            f"the image data is damaged or incomplete ({error}): copy the file again from the "
+            "source or delete it"
+        ) from error
+    return ImageFacts(sha1=hashlib.sha1(data).hexdigest(), width=width, height=height, mode=mode)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """The image at `path` as a (height, width, 3) uint8 array."""
+    with open(path, "rb") as handle:
+        image = _open(handle.read())
+    try:
+        return np.asarray(to_rgb(image))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UnreadableImage(f"{path}: the image data is damaged or incomplete ({error})") from error
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB; 16-bit images are scaled, not clipped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.int64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = np.clip(values, 0, 65535) >> 8
+        gray = values.astype(np.uint8)
+        return Image.fromarray(np.stack([gray] * 3, axis=-1), "RGB")
+    if image.mode == "F" or image.mode not in _CONVERTED_MODES:
+        raise UnreadableImage(
+            f"mode {image.mode} is not supported: save the image as 8-bit RGB (PNG, TIFF or JPEG)"
+        )
+    return image.convert("RGB")
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as error:
+        raise UnreadableImage(
+            "not an image (no known image format in its bytes): delete the file, or replace it "
+            "with the original image"
+        ) from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UnreadableImage(f"the image header is damaged ({error}): copy the file again or delete it") from error

@@ -1,0 +1,229 @@
+"""Indexing: a dataset folder (or a CSV of path,label) becomes a Manifest.
+
+Recognised layouts, decided by looking at the folder:
+
+- ``tcia-aml``: the Munich AML tree ``AML-Cytomorphology_LMU/<CLS>/*.tiff`` (pass the tree or the
+  folder holding it), with ``annotations.dat`` when present;
+- ``pbc``: ``<class>/<PREFIX>_<id>.jpg`` with the 8 PBC class folders; the prefix is the fine label;
+- ``demo``: the built-in synthetic dataset (see ``raycells.demo``);
+- ``folders``: any other ``<class>/<image>`` tree;
+- ``csv``: a CSV file with path and label columns (fine_label and group optional).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import RaycellsError
+from .images import UnreadableImage, is_image_name, probe
+from .manifest import COLUMNS, Manifest, Problem
+from .schemes import AML, PBC, PBC_FINE_LABELS
+
+TCIA_FOLDER = "AML-Cytomorphology_LMU"
+ANNOTATIONS_FILE = "annotations.dat"
+DEMO_MARKER = "raycells-demo.json"
+
+Progress = Callable[[int, int], None]
+"""Called as progress(done, total) while image files are read."""
+
+_PREFIX = re.compile(r"^([A-Za-z]+)_[^.]+\.\w+$")
+
+_LAYOUT_HELP = (
+    "Expected one of: the TCIA tree AML-Cytomorphology_LMU/<CLS>/*.tiff, the PBC tree "
+    "<class>/<PREFIX>_<id>.jpg, any <class>/<image> tree (one subfolder per class), or a CSV "
+    "file with path,label columns."
+)
+
+
+def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
+                  threads: int | None = None) -> Manifest:
+    """Index the dataset at `path` (folder or CSV). Unreadable images are listed in the result,
+    never raised; a path that is not a dataset raises RaycellsError."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise RaycellsError(f"{root}: no such file or folder. Check the path (relative paths start "
+                            f"from {Path.cwd()}).")
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return _index_csv(root.resolve(), progress, threads)
+        raise RaycellsError(f"{root}: a file, but not a CSV. Pass a dataset folder or a CSV with "
+                            "path,label columns. " + _LAYOUT_HELP)
+    root = root.resolve()
+    if (root / TCIA_FOLDER).is_dir():
+        root = root / TCIA_FOLDER
+    entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
+    if not entries:
+        raise RaycellsError(f"{root}: the folder is empty. Point to the dataset's top folder, the "
+                            "one that holds one subfolder per class.")
+    class_dirs = sorted(entry for entry in entries if entry.is_dir())
+    if not class_dirs:
+        loose = [entry for entry in entries if is_image_name(entry)]
+        hint = (f"It holds {len(loose)} images but no class subfolders: move each class into "
+                "its own subfolder, or list them in a CSV with path,label columns. "
+                if loose else "")
+        raise RaycellsError(f"{root}: no recognised dataset layout. {hint}{_LAYOUT_HELP}")
+
+    files = {folder.name: sorted(p for p in folder.rglob("*") if p.is_file()) for folder in class_dirs}
+    layout = _detect_layout(root, files)
+    warnings = [f"{root / name}: empty class folder, left out. Add its images or remove the folder."
+                for name, paths in files.items() if not paths]
+
+    rows, skipped = [], []
+    for label, paths in files.items():
+        for file in paths:
+            if not is_image_name(file):
+                skipped.append(str(file))
+                continue
+            row = {"path": str(file), "label": label, "fine_label": None, "group": None}
+            if layout == "pbc":
+                match = _PREFIX.match(file.name)
+                row["fine_label"] = match.group(1).upper() if match else None
+            rows.append(row)
+    if not rows:
+        raise RaycellsError(f"{root}: the class folders hold no image files "
+                            f"({len(skipped)} other files). " + _LAYOUT_HELP)
+
+    if layout == "tcia-aml" and (root / ANNOTATIONS_FILE).is_file():
+        warnings += _apply_annotations(root / ANNOTATIONS_FILE, rows)
+    if layout == "pbc":
+        unknown = sorted({r["fine_label"] for r in rows} - set(PBC_FINE_LABELS) - {None})
+        if unknown:
+            warnings.append(f"{root}: unknown PBC file-name prefixes {', '.join(unknown)}; kept as "
+                            "fine labels.")
+
+    source = {"tcia-aml": "matek-aml", "pbc": "pbc", "demo": "demo-synthetic"}.get(layout, root.name)
+    frame, unreadable = _probe_all(rows, source, progress, threads)
+    return Manifest(frame=frame, root=str(root), layout=layout, source=source,
+                    synthetic=layout == "demo", skipped=skipped, unreadable=unreadable,
+                    warnings=warnings)
+
+
+def _detect_layout(root: Path, files: dict[str, list[Path]]) -> str:
+    names = set(files)
+    if (root / DEMO_MARKER).is_file():
+        marker = json.loads((root / DEMO_MARKER).read_text())
+        if marker.get("synthetic"):
+            return "demo"
+    all_files = [p for paths in files.values() for p in paths]
+    if names <= set(AML.classes) and (root.name == TCIA_FOLDER or
+                                       any(p.suffix.lower() in (".tif", ".tiff") for p in all_files)):
+        return "tcia-aml"
+    if names <= set(PBC.classes):
+        images = [p for p in all_files if is_image_name(p) and not p.name.startswith(".")]
+        prefixed = sum(1 for p in images if _PREFIX.match(p.name))
+        if images and prefixed >= 0.9 * len(images):
+            return "pbc"
+    return "folders"
+
+
+def _apply_annotations(annotations: Path, rows: list[dict]) -> list[str]:
+    """Label TCIA images by annotations.dat: columns path, first, second and third annotation
+    (whitespace separated, 'nan' where absent). The first annotation is the label; the others are
+    kept as annotation_2 and annotation_3. Images are matched by file name."""
+    by_name: dict[str, list[str]] = {}
+    bad_lines = 0
+    for line in annotations.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            bad_lines += 1
+            continue
+        values = [None if value.lower() == "nan" else value for value in parts[1:4]]
+        by_name[Path(parts[0]).name] = values + [None] * (3 - len(values))
+    warnings = []
+    if bad_lines:
+        warnings.append(f"{annotations}: {bad_lines} lines without an annotation were ignored.")
+    not_listed = 0
+    for row in rows:
+        values = by_name.pop(Path(row["path"]).name, None)
+        if values is None:
+            not_listed += 1
+            row["annotation_2"] = row["annotation_3"] = None
+            continue
+        if values[0]:
+            row["label"] = values[0]
+        row["annotation_2"], row["annotation_3"] = values[1], values[2]
+    if not_listed:
+        warnings.append(f"{annotations}: {not_listed} images are not listed; they keep their "
+                        "folder's label.")
+    if by_name:
+        example = next(iter(by_name))
+        warnings.append(f"{annotations}: {len(by_name)} listed files were not found "
+                        f"(for example {example}).")
+    return warnings
+
+
+def _index_csv(csv: Path, progress: Progress | None, threads: int | None) -> Manifest:
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise RaycellsError(f"{csv}: not a readable CSV ({error}). Write one row per image with "
+                            "path,label columns.") from error
+    table.columns = [column.strip().lower() for column in table.columns]
+    missing = {"path", "label"} - set(table.columns)
+    if missing:
+        raise RaycellsError(f"{csv}: no {' or '.join(sorted(missing))} column (found: "
+                            f"{', '.join(table.columns) or 'none'}). The first row must name the "
+                            "columns: path,label[,fine_label][,group].")
+    if table.empty:
+        raise RaycellsError(f"{csv}: the CSV lists no images. Add one row per image.")
+    rows, unreadable, blank = [], [], 0
+    for record in table.to_dict("records"):
+        if not record["path"].strip() or not record["label"].strip():
+            blank += 1
+            continue
+        file = Path(record["path"].strip()).expanduser()
+        file = (file if file.is_absolute() else csv.parent / file).resolve()
+        if not file.is_file():
+            unreadable.append(Problem(str(file), f"listed in {csv.name} but not found: fix the "
+                                      "path (relative paths start at the CSV's folder)"))
+            continue
+        rows.append({"path": str(file), "label": record["label"].strip(),
+                     "fine_label": record.get("fine_label") or None,
+                     "group": record.get("group") or None})
+    if not rows:
+        raise RaycellsError(f"{csv}: none of the listed images was found. Relative paths start "
+                            "at the CSV's folder.")
+    frame, more = _probe_all(rows, csv.stem, progress, threads)
+    warnings = [f"{csv}: {blank} rows without path or label were ignored."] if blank else []
+    return Manifest(frame=frame, root=str(csv), layout="csv", source=csv.stem,
+                    unreadable=unreadable + more, warnings=warnings)
+
+
+def _probe_all(rows: list[dict], source: str, progress: Progress | None,
+               threads: int | None) -> tuple[pd.DataFrame, list[Problem]]:
+    """Hash and decode every image in parallel; Pillow's decoders release the GIL, so threads
+    keep every core busy without pickling anything."""
+    total, done = len(rows), 0
+    good, unreadable = [], []
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        for row, outcome in zip(rows, pool.map(_probe_one, [r["path"] for r in rows])):
+            done += 1
+            if progress and (done % 64 == 0 or done == total):
+                progress(done, total)
+            if isinstance(outcome, Problem):
+                unreadable.append(outcome)
+                continue
+            good.append({**row, "source": source, "sha1": outcome.sha1, "width": outcome.width,
+                         "height": outcome.height, "mode": outcome.mode})
+    extra = [key for key in (good[0] if good else {}) if key not in COLUMNS]
+    frame = pd.DataFrame(good, columns=list(COLUMNS) + extra)
+    frame = frame.sort_values(["label", "path"], kind="stable").reset_index(drop=True)
+    for column in ("width", "height"):
+        frame[column] = frame[column].astype("int32")
+    return frame, unreadable
+
+
+def _probe_one(path: str):
+    try:
+        return probe(path)
+    except UnreadableImage as error:
+        return Problem(path, str(error))

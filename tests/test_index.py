@@ -1,0 +1,138 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from raycells.errors import RaycellsError
+from raycells.images import load_rgb
+from raycells.index import index_dataset
+
+PBC_FINE_COUNTS = {
+    "BA": 589, "EO": 1588, "ERB": 770, "PMY": 303, "MY": 593, "MMY": 498, "IG": 64,
+    "LY": 608, "MO": 691, "SNE": 824, "BNE": 819, "NEUTROPHIL": 28, "PLATELET": 1186,
+}
+PBC_CLASS_COUNTS = {
+    "basophil": 589, "eosinophil": 1588, "erythroblast": 770, "ig": 1458, "lymphocyte": 608,
+    "monocyte": 691, "neutrophil": 1671, "platelet": 1186,
+}
+
+
+def test_pbc_index_matches_the_dataset_readme(pbc_manifest, pbc_dir):
+    m = pbc_manifest
+    assert m.layout == "pbc" and m.source == "pbc"
+    assert len(m) == 8561
+    assert m.class_counts() == PBC_CLASS_COUNTS
+    assert m.class_counts("fine_label") == dict(sorted(PBC_FINE_COUNTS.items()))
+    assert [p.path for p in m.unreadable] == [str(pbc_dir / "neutrophil" / ".DS_169665.jpg")]
+    assert "not an image" in m.unreadable[0].reason
+    assert set(m.frame["source"]) == {"pbc"}
+    assert m.frame["sha1"].str.len().eq(40).all()
+    assert {(360, 363), (366, 369), (360, 360), (360, 361)} == set(zip(m.frame.width, m.frame.height))
+
+
+def test_matek_samples_index_as_rgb_whatever_the_compression(matek_dir):
+    m = index_dataset(matek_dir)
+    assert m.layout == "tcia-aml" and m.source == "matek-aml"
+    assert len(m) == 160 and len(m.class_counts()) == 15
+    assert set(m.frame["mode"]) == {"RGBA"}
+    compressions = {Image.open(path).info.get("compression") for path in m.frame["path"]}
+    assert {"raw", "tiff_adobe_deflate"} <= compressions
+    for path in m.frame["path"]:
+        image = load_rgb(path)
+        assert image.shape == (400, 400, 3) and image.dtype == np.uint8
+
+
+def test_the_folder_holding_the_tcia_tree_is_accepted(matek_dir):
+    assert len(index_dataset(matek_dir.parent)) == 160
+
+
+def test_bad_files_are_listed_and_the_rest_indexed(tmp_path, pbc_dir):
+    root = tmp_path / "pbc"
+    for folder in ("basophil", "lymphocyte"):
+        (root / folder).mkdir(parents=True)
+        for path in sorted((pbc_dir / folder).glob("*.jpg"))[:6]:
+            shutil.copy(path, root / folder / path.name)
+    (root / "monocyte").mkdir()  # an empty class folder
+    victim = sorted((root / "lymphocyte").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:3000])
+    (root / "basophil" / "notes.txt").write_text("a note")
+
+    m = index_dataset(root)
+    assert len(m) == 11
+    assert m.class_counts() == {"basophil": 6, "lymphocyte": 5}
+    assert [(p.path, "damaged or incomplete" in p.reason) for p in m.unreadable] == [(str(victim), True)]
+    assert m.skipped == [str(root / "basophil" / "notes.txt")]
+    assert any("monocyte" in w and "empty class folder" in w for w in m.warnings)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "no such file or folder"),
+    (lambda root: root.mkdir(), "the folder is empty"),
+    (lambda root: (root.mkdir(), (root / "x.txt").write_text("x")), "no recognised dataset layout"),
+    (lambda root: (root.mkdir(), Image.new("RGB", (4, 4)).save(root / "a.png")), "no class subfolders"),
+    (lambda root: ((root / "cls").mkdir(parents=True), (root / "cls" / "x.txt").write_text("x")),
+     "hold no image files"),
+])
+def test_bad_dataset_paths_name_the_problem(tmp_path, make, message):
+    root = tmp_path / "data"
+    make(root)
+    with pytest.raises(RaycellsError, match=message) as error:
+        index_dataset(root)
+    assert str(root) in str(error.value)
+
+
+def test_generic_tree_converts_modes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("RGBA", (8, 6), (10, 20, 30, 128)).save(tmp_path / "a" / "rgba.png")
+    Image.new("L", (8, 6), 50).save(tmp_path / "a" / "gray.png")
+    Image.fromarray(np.full((6, 8), 40000, np.uint16)).save(tmp_path / "b" / "deep.png")
+    m = index_dataset(tmp_path)
+    assert m.layout == "folders" and m.source == tmp_path.name
+    assert m.class_counts() == {"a": 2, "b": 1}
+    assert sorted(m.frame["mode"].str[:1]) == ["I", "L", "R"]
+    for path in m.frame["path"]:
+        assert load_rgb(path).shape == (6, 8, 3)
+
+
+def test_csv_of_paths_and_labels(tmp_path, pbc_dir):
+    images = sorted((pbc_dir / "basophil").glob("*.jpg"))[:3]
+    rows = [{"path": str(p), "label": "BAS", "group": f"patient{i % 2}"} for i, p in enumerate(images)]
+    shutil.copy(images[0], tmp_path / "local.jpg")
+    rows.append({"path": "local.jpg", "label": "EOS", "group": "patient9"})
+    rows.append({"path": "missing.jpg", "label": "EOS", "group": "patient9"})
+    pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
+
+    m = index_dataset(tmp_path / "list.csv")
+    assert m.layout == "csv" and len(m) == 4
+    assert m.class_counts() == {"BAS": 3, "EOS": 1}
+    assert set(m.frame["group"]) == {"patient0", "patient1", "patient9"}
+    assert str(tmp_path / "local.jpg") in set(m.frame["path"])
+    assert [p.path for p in m.unreadable] == [str(tmp_path / "missing.jpg")]
+    assert "not found" in m.unreadable[0].reason
+
+
+def test_csv_without_label_column_names_the_columns(tmp_path):
+    (tmp_path / "list.csv").write_text("file,class\na.jpg,x\n")
+    with pytest.raises(RaycellsError, match=r"no label or path column \(found: file, class\)"):
+        index_dataset(tmp_path / "list.csv")
+
+
+def test_annotations_dat_supplies_labels(tmp_path, matek_dir):
+    root = tmp_path / "AML-Cytomorphology_LMU"
+    for code in ("MYO", "MOB"):
+        shutil.copytree(matek_dir / code, root / code)
+    first_myo = sorted((root / "MYO").glob("*.tiff"))[0]
+    lines = [f"MYO/{first_myo.name} MOB MYO nan"]
+    lines += [f"MOB/{p.name} MOB nan nan" for p in sorted((root / "MOB").glob("*.tiff"))]
+    lines.append("MOB/MOB_9999.tiff MOB nan nan")
+    (root / "annotations.dat").write_text("\n".join(lines) + "\n")
+
+    m = index_dataset(root)
+    row = m.frame.set_index("path").loc[str(first_myo)]
+    assert row["label"] == "MOB" and row["annotation_2"] == "MYO" and row["annotation_3"] is None
+    assert m.class_counts() == {"MOB": 12, "MYO": 10}
+    assert any("not listed" in w for w in m.warnings)
+    assert any("were not found" in w and "MOB_9999.tiff" in w for w in m.warnings)

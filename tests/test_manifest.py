@@ -1,0 +1,21 @@
+import pytest
+
+from raycells.errors import RaycellsError
+from raycells.manifest import COLUMNS, read_manifest, write_manifest
+
+
+def test_round_trip_keeps_rows_and_findings(tmp_path, pbc_manifest):
+    path = write_manifest(pbc_manifest, tmp_path / "m.parquet")
+    back = read_manifest(path)
+    assert list(back.frame.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert back.frame["path"].tolist() == pbc_manifest.frame["path"].tolist()
+    assert back.frame["sha1"].tolist() == pbc_manifest.frame["sha1"].tolist()
+    assert back.unreadable == pbc_manifest.unreadable
+    assert (back.layout, back.source, back.root) == ("pbc", "pbc", pbc_manifest.root)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.parquet"]  # no temporary file left
+
+
+def test_a_file_that_is_not_a_manifest_is_refused(tmp_path):
+    (tmp_path / "x.parquet").write_text("hello")
+    with pytest.raises(RaycellsError, match="raycells data index"):
+        read_manifest(tmp_path / "x.parquet")

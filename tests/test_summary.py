@@ -1,0 +1,38 @@
+import pandas as pd
+
+from raycells.manifest import Manifest, Problem
+from raycells.summary import summarize
+
+
+def _manifest(rows):
+    frame = pd.DataFrame(rows, columns=["path", "label", "fine_label", "sha1", "width", "height", "mode"])
+    return Manifest(frame=frame, root="/data", layout="folders", source="t",
+                    unreadable=[Problem("/data/x.jpg", "broken")], skipped=["/data/a.txt"])
+
+
+def test_duplicates_small_classes_sizes_and_modes():
+    rows = [
+        ("/a1", "MYO", None, "s1", 10, 10, "RGB"),
+        ("/a2", "MYO", None, "s1", 10, 10, "RGB"),   # duplicate within MYO
+        ("/a3", "MYO", None, "s2", 10, 10, "RGBA"),
+        ("/b1", "MOB", None, "s2", 12, 10, "RGB"),   # duplicate across MYO and MOB
+        ("/c1", "NGS", None, "s3", 10, 10, "L"),
+    ]
+    summary = summarize(_manifest(rows), folds=2)
+    assert summary.scheme == "aml"
+    assert [row.code for row in summary.classes] == ["NGS", "MYO", "MOB"]  # the paper's order
+    assert summary.sizes == [(10, 10, 4), (12, 10, 1)]
+    assert {mode: n for mode, n, _ in summary.modes} == {"RGB": 3, "RGBA": 1, "L": 1}
+    groups = {g.sha1: (g.paths, g.across_classes) for g in summary.duplicates}
+    assert groups == {"s1": (["/a1", "/a2"], False), "s2": (["/a3", "/b1"], True)}
+    assert summary.too_small == [("MOB", 1), ("NGS", 1)]
+    assert summary.unreadable[0].path == "/data/x.jpg" and summary.skipped == ["/data/a.txt"]
+
+
+def test_fine_labels_are_counted_per_class(pbc_manifest):
+    summary = summarize(pbc_manifest)
+    ig = next(row for row in summary.classes if row.code == "ig")
+    assert ig.fine == {"IG": 64, "MMY": 498, "MY": 593, "PMY": 303}
+    assert ig.name == "Immature granulocyte"
+    assert summary.too_small == []
+    assert any(g.across_classes for g in summary.duplicates)
