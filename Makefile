@@ -17,6 +17,7 @@ test: $(STAMP)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "Setting up $(VENV) with the pinned dependencies (a few minutes, only when they change)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
 	touch $(STAMP)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .files import cache_dir
 from .index import DEMO_MARKER
 from .schemes import AML
 
@@ -141,11 +142,6 @@ def demo_dataset(seed: int = 0) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
-
-
-def cache_dir() -> Path:
-    """Where generated and decoded data is cached: $RAYCELLS_CACHE, else ~/.cache/raycells."""
-    return Path(os.environ.get("RAYCELLS_CACHE") or Path.home() / ".cache" / "raycells")
 
 
 def _nucleus_distance(look: CellLook, u, v, radius: float, rng: np.random.Generator):

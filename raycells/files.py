@@ -1,4 +1,5 @@
-"""Atomic file writing: a finished-looking file is always a complete one."""
+"""Where files go: atomic writes (a finished-looking file is always a complete one) and the
+cache folder."""
 
 from __future__ import annotations
 
@@ -30,3 +31,8 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def cache_dir() -> Path:
+    """Where generated and decoded data is cached: $RAYCELLS_CACHE, else ~/.cache/raycells."""
+    return Path(os.environ.get("RAYCELLS_CACHE") or Path.home() / ".cache" / "raycells")

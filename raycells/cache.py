@@ -1,0 +1,106 @@
+"""The decoded-image cache: every image of a manifest decoded once, centre-cropped to a square,
+resized to the model's input size and stored as uint8 pixels in Parquet shards.
+
+Decoding runs on Ray Data CPU workers. The cache is keyed by the images' content (sha1s, in
+order) and the size, so later epochs, other folds and other runs on the same images never decode
+again. Shards hold two columns: `row` (position in the manifest) and `image` (size*size*3 bytes,
+row-major HWC). On a multi-node cluster, point $RAYCELLS_CACHE at storage every node can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from .files import cache_dir
+from .images import to_rgb
+
+CACHE_VERSION = 1
+"""Bumped when the decoding or resizing changes, so older caches are not reused."""
+
+_COMPLETE = "_COMPLETE"
+_SHARD_BYTES = 64 * 2**20
+
+
+def cache_key(sha1s: pd.Series, size: int) -> str:
+    digest = hashlib.sha1(f"v{CACHE_VERSION}:{size}:".encode())
+    for value in sha1s:
+        digest.update(str(value).encode())
+    return digest.hexdigest()[:16]
+
+
+def image_cache(frame: pd.DataFrame, size: int, *,
+                progress: Callable[[int, int], None] | None = None) -> Path:
+    """The cache folder for the images of `frame` (a manifest frame) at `size`; built with Ray
+    Data on first use. Ray must be initialised."""
+    import ray.data
+
+    folder = cache_dir() / "images" / f"{cache_key(frame['sha1'], size)}-{size}px"
+    if (folder / _COMPLETE).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        rows = pd.DataFrame({"row": np.arange(len(frame), dtype=np.int64),
+                             "path": frame["path"].astype(str).to_numpy()})
+        decoded = ray.data.from_pandas(rows).map_batches(
+            decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=32)
+        per_shard = max(32, _SHARD_BYTES // (size * size * 3))
+        done, shard, pending = 0, 0, []
+        for batch in decoded.iter_batches(batch_size=per_shard, batch_format="pyarrow"):
+            pending.append(batch)
+            done += batch.num_rows
+            if sum(t.num_rows for t in pending) >= per_shard:
+                pq.write_table(pa.concat_tables(pending), staging / f"part-{shard:05d}.parquet")
+                shard, pending = shard + 1, []
+            if progress:
+                progress(done, len(frame))
+        if pending:
+            pq.write_table(pa.concat_tables(pending), staging / f"part-{shard:05d}.parquet")
+        (staging / _COMPLETE).write_text(f"{len(frame)} images, {size}px\n")
+        if not (folder / _COMPLETE).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built cache from a killed run
+            staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def decode_batch(batch: pd.DataFrame, size: int) -> pa.Table:
+    """Decode, centre-crop and resize the images of a batch to size x size RGB bytes."""
+    images = [load_square(path, size).tobytes() for path in batch["path"]]
+    return pa.table({"row": pa.array(batch["row"].to_numpy(), pa.int64()),
+                     "image": pa.array(images, pa.binary(size * size * 3))})
+
+
+def load_square(path: str, size: int) -> np.ndarray:
+    """One image as a (size, size, 3) uint8 array: the central square, resized."""
+    with Image.open(path) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (size, size))  # decode at a reduced scale when that is enough
+        image = to_rgb(image)
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        if side != size:
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def images_from_column(column: pa.ChunkedArray | pa.Array, size: int) -> np.ndarray:
+    """The `image` column of a cache batch as a (n, size, size, 3) uint8 array, without copying
+    where the column is one chunk."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = size * size * 3
+    data = np.frombuffer(array.buffers()[1], dtype=np.uint8,
+                         count=len(array) * width, offset=array.offset * width)
+    return data.reshape(len(array), size, size, 3)

@@ -1,0 +1,85 @@
+"""The fold plan: stratified k-fold test folds, and inside each training part a stratified inner
+validation split that picks the best epoch. Seeded, and written once to folds.parquet so that every
+later step (and a resumed run) uses the same plan.
+
+Columns of the plan: path, label, fold (the test fold the image belongs to) and val_<k> (True when
+the image is in the inner validation split of fold k's training part).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from .errors import RaycellsError
+
+
+def small_classes(labels: pd.Series, folds: int) -> dict[str, int]:
+    """Classes with fewer images than folds (they cannot appear in every test fold)."""
+    counts = labels.value_counts()
+    return {str(label): int(n) for label, n in sorted(counts.items()) if n < folds}
+
+
+def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: float = 0.1,
+               drop_small: bool = False) -> pd.DataFrame:
+    """The fold plan for the images in `frame` (a manifest frame). Uses StratifiedGroupKFold when
+    the frame has group ids, StratifiedKFold otherwise. Classes smaller than `folds` are an error,
+    or left out with `drop_small`."""
+    small = small_classes(frame["label"], folds)
+    if small and not drop_small:
+        listed = ", ".join(f"{label} ({n} images)" for label, n in small.items())
+        fewest = min(small.values())
+        fix = f"use --folds {fewest}, or " if fewest >= 2 else ""
+        raise RaycellsError(f"classes smaller than the {folds} folds: {listed}. Each class needs at "
+                            f"least one image per test fold: {fix}pass --drop-small-classes to leave "
+                            "them out.")
+    plan = frame.loc[~frame["label"].isin(small), ["path", "label"]].reset_index(drop=True)
+    groups = _groups(frame.loc[~frame["label"].isin(small)])
+    plan["fold"] = -1
+    for k, (_, test) in enumerate(_splitter(folds, seed, groups).split(plan, plan["label"], groups)):
+        plan.loc[test, "fold"] = k
+    for k in range(folds):
+        training = np.flatnonzero(plan["fold"].to_numpy() != k)
+        val = inner_validation(plan["label"].to_numpy()[training],
+                               None if groups is None else groups[training],
+                               fraction=val_fraction, seed=seed + k)
+        plan[f"val_{k}"] = False
+        plan.loc[training[val], f"val_{k}"] = True
+    return plan
+
+
+def inner_validation(labels: np.ndarray, groups: np.ndarray | None, *, fraction: float,
+                     seed: int) -> np.ndarray:
+    """Positions (into `labels`) of a stratified validation split of about `fraction`."""
+    splits = max(2, round(1 / fraction))
+    with warnings.catch_warnings():
+        # Classes smaller than `splits` simply miss from some validation splits; that is expected.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        _, val = next(_splitter(splits, seed, groups).split(np.zeros(len(labels)), labels, groups))
+    return np.sort(val)
+
+
+def fold_parts(plan: pd.DataFrame, fold: int) -> dict[str, np.ndarray]:
+    """Row positions of fold `fold`'s train, validation and test parts."""
+    test = plan["fold"].to_numpy() == fold
+    val = plan[f"val_{fold}"].to_numpy()
+    return {"train": np.flatnonzero(~test & ~val), "val": np.flatnonzero(val),
+            "test": np.flatnonzero(test)}
+
+
+def _groups(frame: pd.DataFrame) -> np.ndarray | None:
+    if "group" not in frame or frame["group"].isna().all():
+        return None
+    groups = frame["group"].astype("string").fillna("")
+    # An image without a group id is its own group.
+    own = frame["path"].astype("string")
+    return np.where(groups == "", own, groups).astype(str)
+
+
+def _splitter(splits: int, seed: int, groups: np.ndarray | None):
+    if groups is None:
+        return StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    return StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)

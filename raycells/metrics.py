@@ -1,0 +1,75 @@
+"""Classification metrics with scikit-learn, per fold, and their mean ± standard deviation over
+folds. The standard deviation is the sample one (ddof=1), as over cross-validation folds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
+                             precision_recall_fscore_support)
+
+DDOF = 1
+"""Degrees of freedom of every standard deviation over folds."""
+
+
+def fold_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro F1 and per-class precision, sensitivity (recall), F1
+    and support for integer labels indexing `classes`."""
+    labels = np.arange(len(classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "images": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            code: {"precision": float(precision[i]), "sensitivity": float(recall[i]),
+                   "f1": float(f1[i]), "support": int(support[i])}
+            for i, code in enumerate(classes)
+        },
+    }
+
+
+def confusion_scores(confusion: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro F1 from a confusion matrix (rows: truth), for the
+    validation passes that only add up confusion matrices across workers."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    truth, predicted = confusion.sum(1), confusion.sum(0)
+    present = truth > 0
+    recall = np.divide(hits, truth, out=np.zeros_like(hits), where=present)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(hits),
+                   where=precision + recall > 0)
+    return {
+        "accuracy": float(hits.sum() / max(confusion.sum(), 1)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1.mean()),  # over all classes, as f1_score(labels=all, zero_division=0)
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and standard deviation (ddof=DDOF; 0 for a single value)."""
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=DDOF)) if len(array) > DDOF else 0.0
+    return float(array.mean()), std
+
+
+def summarize_folds(per_fold: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over folds of the overall scores and of every per-class score."""
+    folds = sorted(per_fold)
+    out: dict[str, Any] = {"folds": folds, "ddof": DDOF}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        out[key] = mean_std([per_fold[k][key] for k in folds])
+    classes = list(per_fold[folds[0]]["per_class"]) if folds else []
+    out["per_class"] = {
+        code: {
+            **{score: mean_std([per_fold[k]["per_class"][code][score] for k in folds])
+               for score in ("precision", "sensitivity", "f1")},
+            "support": int(sum(per_fold[k]["per_class"][code]["support"] for k in folds)),
+        }
+        for code in classes
+    }
+    return out

@@ -1,0 +1,98 @@
+"""The model registry: `create_model(name, num_classes, weights=None)` over a few architectures.
+
+All are built from scratch (no download); `weights` loads a state dict or a raycells checkpoint
+file from disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from .errors import RaycellsError
+
+_REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
+
+
+def register_model(name: str):
+    """Add a builder `fn(num_classes) -> nn.Module` to the registry under `name`."""
+
+    def add(builder: Callable[[int], nn.Module]):
+        _REGISTRY[name] = builder
+        return builder
+
+    return add
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = None) -> nn.Module:
+    """Build model `name` with a `num_classes`-way head; load `weights` when given."""
+    if name not in _REGISTRY:
+        raise RaycellsError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+    model = _REGISTRY[name](num_classes)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike) -> None:
+    """Load a state dict (or a raycells checkpoint holding one under "model") into `model`."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as error:
+        raise RaycellsError(f"{weights}: cannot read the weights file ({error}). Pass a file saved "
+                            "with torch.save(model.state_dict(), path).") from error
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise RaycellsError(f"{weights}: the weights do not fit this architecture ({first}). Pass "
+                            "--model with the architecture they were trained with.") from error
+
+
+@register_model("tiny_cnn")
+def _tiny_cnn(num_classes: int) -> nn.Module:
+    """Four conv blocks and a linear head: a CPU smoke-run network."""
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+    return nn.Sequential(block(3, 16), block(16, 32), block(32, 64), block(64, 128),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
+
+
+@register_model("resnet18")
+def _resnet18(num_classes: int) -> nn.Module:
+    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+
+
+@register_model("resnext50")
+def _resnext50(num_classes: int) -> nn.Module:
+    """ResNeXt-50 32x4d, the network of Matek et al. 2019."""
+    return torchvision.models.resnext50_32x4d(weights=None, num_classes=num_classes)
+
+
+@register_model("efficientnet_b0")
+def _efficientnet_b0(num_classes: int) -> nn.Module:
+    return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
+
+
+@register_model("densenet121")
+def _densenet121(num_classes: int) -> nn.Module:
+    return torchvision.models.densenet121(weights=None, num_classes=num_classes)
+
+
+@register_model("convnext_tiny")
+def _convnext_tiny(num_classes: int) -> nn.Module:
+    return torchvision.models.convnext_tiny(weights=None, num_classes=num_classes)

@@ -1,0 +1,71 @@
+"""Test-fold predictions from a fold's best model, as Ray Data batch inference (on a GPU actor when
+the cluster has one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .models import create_model
+from .pipeline import part_dataset
+from .worker import CHECKPOINT_FILE, prepare_images
+
+
+def load_checkpoint(folder: str | Path) -> dict:
+    """The state saved by the training loop in a checkpoint folder."""
+    return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+
+class BestModel:
+    """Ray Data callable: class probabilities of the best model in a checkpoint file."""
+
+    def __init__(self, checkpoint_file: str, threads: int):
+        torch.set_num_threads(threads)
+        state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = create_model(state["model_name"], len(state["classes"]))
+        self.model.load_state_dict(state["best"]["model"])
+        self.model.to(self.device).eval()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16,
+                                             enabled=self.device.type == "cuda"):
+            logits = self.model(prepare_images(images))
+        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return {"row": batch["row"], "probs": probs}
+
+
+def predict_rows(checkpoint_file: Path, cache: Path, size: int, labels: np.ndarray,
+                 rows: np.ndarray, *, use_gpu: bool, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probabilities) for the manifest rows `rows`, in row order."""
+    import ray.data
+
+    dataset = part_dataset(cache, size, labels, rows).map_batches(
+        BestModel, fn_constructor_kwargs={"checkpoint_file": str(checkpoint_file), "threads": threads},
+        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
+        num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
+    out_rows, out_probs = [], []
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        out_rows.append(batch["row"])
+        out_probs.append(batch["probs"])
+    order_rows = np.concatenate(out_rows)
+    order = np.argsort(order_rows)
+    return order_rows[order], np.concatenate(out_probs)[order]
+
+
+def predictions_frame(plan: pd.DataFrame, classes: list[str], rows: np.ndarray,
+                      probs: np.ndarray, fold: int) -> pd.DataFrame:
+    """predictions.parquet's table: path, label, predicted, fold, then prob_<class> per class."""
+    frame = pd.DataFrame({
+        "path": plan["path"].to_numpy()[rows],
+        "label": plan["label"].to_numpy()[rows],
+        "predicted": np.asarray(classes)[probs.argmax(1)],
+        "fold": fold,
+    })
+    for index, code in enumerate(classes):
+        frame[f"prob_{code}"] = probs[:, index].astype(np.float32)
+    return frame

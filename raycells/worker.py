@@ -1,0 +1,204 @@
+"""The per-worker training loop of one fold: plain PyTorch plus `ray.train.report`.
+
+Each epoch trains on this worker's shard of the training images (augmented on the worker's
+device), scores the inner validation split (each worker a share, confusion matrices summed), and
+reports the metrics with a checkpoint. The checkpoint describes itself: model name and classes,
+model, optimizer and scaler state, the epoch, the history so far and the best model so far, so a
+restarted worker continues where the last one stopped and the driver can predict with the best.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .augment import Augmenter
+from .metrics import confusion_scores
+from .models import create_model
+from .settings import settings_from_dict
+
+CHECKPOINT_FILE = "state.pt"
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def prepare_images(images: torch.Tensor, augmenter: Augmenter | None = None,
+                   channels_last: bool = False) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), augmented when `augmenter` is given."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if augmenter is not None:
+        x = augmenter(x)
+    x = (x - MEAN.to(x.device)) / STD.to(x.device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def learning_rate(step: int, total: int, peak: float, schedule: str) -> float:
+    """The learning rate after `step` of `total` optimisation steps."""
+    progress = min(step / max(total, 1), 1.0)
+    if schedule == "constant":
+        return peak
+    if schedule == "cosine":
+        return peak * 0.5 * (1 + math.cos(math.pi * progress))
+    warmup = 0.3  # one-cycle: cosine rise from peak/25 over the first 30%, then cosine decay
+    if progress < warmup:
+        return peak / 25 + (peak - peak / 25) * 0.5 * (1 - math.cos(math.pi * progress / warmup))
+    return peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))) + peak * 1e-4
+
+
+def train_fold(config: dict[str, Any]) -> None:
+    """Ray Train entry point for one fold; `config` is built by `raycells.cv`."""
+    experiment, _ = settings_from_dict(config["experiment"])
+    fold, classes, board = config["fold"], config["classes"], config["board"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(experiment.seed * 1000 + fold)
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    board.add_pid.remote(fold, rank, os.getpid())
+
+    model = create_model(experiment.model, len(classes), experiment.weights)
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(model)
+    if experiment.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=experiment.lr, momentum=0.9,
+                                    nesterov=True, weight_decay=experiment.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=experiment.lr,
+                                      weight_decay=experiment.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
+    augmenter = Augmenter(experiment.augment).to(device) if experiment.augment.enabled else None
+    loss_fn = nn.CrossEntropyLoss()
+
+    state = {"epoch": -1, "step": 0, "history": [], "best": None, "restored_from": []}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+        _unwrap(model).load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        state = {key: saved[key] for key in state}
+        state["restored_from"] = state["restored_from"] + [saved["epoch"]]
+
+    local_batch = max(1, experiment.batch_size // world)
+    total_steps = experiment.epochs * config["steps_per_epoch"]
+    for epoch in range(state["epoch"] + 1, experiment.epochs):
+        model.train()
+        seen = torch.zeros(len(classes), dtype=torch.long)
+        loss_sum, correct, count, start = 0.0, 0, 0, time.perf_counter()
+        shard = ray.train.get_dataset_shard("train")
+        batches = shard.iter_torch_batches(
+            batch_size=local_batch, device=device, drop_last=True,
+            local_shuffle_buffer_size=max(4 * local_batch, 256))
+        for index, batch in enumerate(batches):
+            lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = prepare_images(batch["image"], augmenter, channels_last=on_gpu)
+            y = batch["label"].long()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] += 1
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+            seen += torch.bincount(y.cpu(), minlength=len(classes))
+            if rank == 0 and index % 5 == 0:
+                board.post.remote(fold, phase="train", epoch=epoch + 1, epochs=experiment.epochs,
+                                  batch=index + 1, batches=config["steps_per_epoch"],
+                                  loss=loss_sum / count,
+                                  images_per_s=count * world / (time.perf_counter() - start))
+        train_seconds = time.perf_counter() - start
+        totals = _sum_across([loss_sum, correct, count], device)
+        seen = _sum_across(seen.tolist(), device)
+
+        if rank == 0:
+            board.post.remote(fold, phase="validate", epoch=epoch + 1)
+        val_loss, confusion = _validate(model, ray.train.get_dataset_shard("val"), len(classes),
+                                        rank, world, device, local_batch)
+        scores = confusion_scores(confusion)
+        record = {
+            "epoch": epoch + 1, "lr": lr,
+            "train_loss": totals[0] / max(totals[2], 1), "train_accuracy": totals[1] / max(totals[2], 1),
+            "val_loss": val_loss, "val_accuracy": scores["accuracy"],
+            "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
+            "train_images": int(totals[2]), "images_per_s": totals[2] / max(train_seconds, 1e-9),
+            "seen_per_class": {code: int(n) for code, n in zip(classes, seen)},
+        }
+        state["history"].append(record)
+        state["epoch"] = epoch
+        best = state["best"]
+        if best is None or (record["val_macro_f1"], -record["val_loss"]) > (best["val_macro_f1"], -best["val_loss"]):
+            state["best"] = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
+                             "val_loss": record["val_loss"],
+                             "model": {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}}
+        metrics = {key: value for key, value in record.items() if key != "seen_per_class"}
+        if rank == 0:
+            board.post.remote(fold, phase="epoch done", epoch=epoch + 1, last=metrics)
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save({
+                    **state, "model_name": experiment.model, "classes": classes,
+                    "image_size": experiment.image_size, "experiment": config["experiment"],
+                    "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                }, Path(folder) / CHECKPOINT_FILE)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                                 checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
+        else:
+            ray.train.report(metrics)
+
+
+def _validate(model: nn.Module, shard, num_classes: int, rank: int, world: int,
+              device: torch.device, batch_size: int) -> tuple[float, np.ndarray]:
+    """Loss and confusion matrix on the validation images; each worker scores the rows with
+    row % world == rank of the (unsplit) validation set, and the results are summed."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    loss_sum, count = 0.0, 0
+    with torch.no_grad():
+        for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+            mine = batch["row"] % world == rank
+            if not mine.any():
+                continue
+            x = prepare_images(batch["image"][mine], channels_last=device.type == "cuda")
+            y = batch["label"][mine].long()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+            count += len(y)
+            index = y.cpu() * num_classes + logits.argmax(1).cpu()
+            confusion += torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
+    summed = _sum_across([loss_sum, count] + confusion.flatten().tolist(), device)
+    confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)
+    return summed[0] / max(summed[1], 1), confusion
+
+
+def _sum_across(values: list[float], device: torch.device) -> list[float]:
+    """Sum a list of numbers over all workers (a no-op for one worker)."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
