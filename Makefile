@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup lock
 
 demo: $(STAMP)
-	$(VENV)/bin/raycells data inspect
+	$(VENV)/bin/raycells cv --folds 5
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -4,7 +4,9 @@ resized to the model's input size and stored as uint8 pixels in Parquet shards.
 Decoding runs on Ray Data CPU workers. The cache is keyed by the images' content (sha1s, in
 order) and the size, so later epochs, other folds and other runs on the same images never decode
 again. Shards hold two columns: `row` (position in the manifest) and `image` (size*size*3 bytes,
-row-major HWC). On a multi-node cluster, point $RAYCELLS_CACHE at storage every node can read.
+row-major HWC). Rows are stored in a fixed random order, in many small shards, so that reading
+the shards in a random order (a new one each epoch) is already a good shuffle and the pipeline
+can stream without a global shuffle. On a multi-node cluster, point $RAYCELLS_CACHE at storage every node can read.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from PIL import Image
 from .files import cache_dir
 from .images import to_rgb
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when the decoding or resizing changes, so older caches are not reused."""
 
 _COMPLETE = "_COMPLETE"
-_SHARD_BYTES = 64 * 2**20
+_SHARD_BYTES = 8 * 2**20
 
 
 def cache_key(sha1s: pd.Series, size: int) -> str:
@@ -50,11 +52,12 @@ def image_cache(frame: pd.DataFrame, size: int, *,
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        rows = pd.DataFrame({"row": np.arange(len(frame), dtype=np.int64),
-                             "path": frame["path"].astype(str).to_numpy()})
+        order = np.random.default_rng(0).permutation(len(frame))
+        rows = pd.DataFrame({"row": order.astype(np.int64),
+                             "path": frame["path"].astype(str).to_numpy()[order]})
         decoded = ray.data.from_pandas(rows).map_batches(
             decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=32)
-        per_shard = max(32, _SHARD_BYTES // (size * size * 3))
+        per_shard = int(np.clip(_SHARD_BYTES // (size * size * 3), 64, 1024))
         done, shard, pending = 0, 0, []
         for batch in decoded.iter_batches(batch_size=per_shard, batch_format="pyarrow"):
             pending.append(batch)

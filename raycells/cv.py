@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,11 +65,12 @@ class CvResult:
 
 def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
            manifest: Manifest | None = None, resume: bool = False,
-           events: Events | None = None) -> CvResult:
+           only_folds: list[int] | None = None, events: Events | None = None) -> CvResult:
     """Cross-validate `experiment` into the run directory `out`.
 
     A new run needs `manifest`; `resume` reopens an existing run directory (refusing different
-    settings) and trains only its unfinished folds, from their last checkpoint."""
+    settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
+    restricts training to those folds (the others are left for a later call)."""
     emit = events or (lambda kind, **info: None)
     run = RunDir(out)
     manifest, plan = _prepare(run, experiment, placement, manifest, resume)
@@ -80,8 +81,11 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     _init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
-    todo = [k for k in range(experiment.folds) if not run.fold_finished(k)]
-    skipped = [k for k in range(experiment.folds) if k not in todo]
+    wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
+    if any(not 0 <= k < experiment.folds for k in wanted):
+        raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
+    todo = [k for k in wanted if not run.fold_finished(k)]
+    skipped = [k for k in wanted if k not in todo]
     for k in skipped:
         emit("fold_skipped", fold=k)
     resources = plan_resources(placement, len(todo))
@@ -95,11 +99,9 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     watcher.start()
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     try:
-        with ThreadPoolExecutor(max_workers=max(1, resources.concurrent_folds)) as pool:
-            futures = [pool.submit(_run_fold, run, experiment, resources, plan, classes, labels,
-                                   cache, k, board, emit) for k in todo]
-            for future in futures:
-                future.result()
+        _run_concurrently([lambda k=k: _run_fold(run, experiment, resources, plan, classes, labels,
+                                                 cache, k, board, emit) for k in todo],
+                          at_once=resources.concurrent_folds)
     finally:
         stop.set()
         watcher.join()
@@ -188,17 +190,19 @@ def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
 
 
 def _init_ray(placement: Placement) -> None:
+    """Join (or start) the Ray cluster quietly: Ray's own logs stay in its session folder."""
     import ray
     import ray.data
 
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # C++ core warnings on stderr
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
+                 logging_level=logging.ERROR, configure_logging=True)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    for name in ("ray.data", "ray.train", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: pd.DataFrame,
@@ -235,13 +239,14 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
             failure_config=ray.train.FailureConfig(max_failures=3),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets={
-            "train": part_dataset(cache, experiment.image_size, labels, parts["train"], copies)
-            .randomize_block_order(),
+            "train": part_dataset(cache, experiment.image_size, labels, parts["train"], copies,
+                                  shuffle=True),
             "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
         },
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()
+    fit_seconds = time.time() - started
     if result.checkpoint is None:
         raise RaycellsError(f"fold {fold}: training ended without a checkpoint; see {fold_dir}.")
     with result.checkpoint.as_directory() as folder:
@@ -260,9 +265,38 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     metrics = fold_metrics(labels[rows], probs.argmax(1), classes)
     metrics.update(fold=fold, best_epoch=state["best"]["epoch"], epochs=len(state["history"]),
                    restored_from_epochs=state["restored_from"], seconds=round(time.time() - started, 1),
+                   fit_seconds=round(fit_seconds, 1),
                    seen_per_class_last_epoch=state["history"][-1]["seen_per_class"])
     write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
     emit("fold_finished", fold=fold, metrics=metrics)
+
+
+def _run_concurrently(jobs: list[Callable[[], None]], at_once: int) -> None:
+    """Run `jobs`, `at_once` at a time, in daemon threads: an interrupt (Ctrl-C) in the main
+    thread then ends the process without waiting for a fold to finish; its checkpoints remain
+    for --resume. The first failure is raised once the running jobs end."""
+    pending, errors, lock = list(jobs), [], threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not pending or errors:
+                    return
+                job = pending.pop(0)
+            try:
+                job()
+            except BaseException as error:  # handed to the main thread
+                with lock:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, at_once))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    if errors:
+        raise errors[0]
 
 
 def _watch(board, emit: Events, stop: threading.Event) -> None:

@@ -15,16 +15,18 @@ DATA_TASK_CPUS = 0.25
 
 
 def part_dataset(cache: Path, size: int, labels: np.ndarray, rows: np.ndarray,
-                 copies: np.ndarray | None = None):
+                 copies: np.ndarray | None = None, shuffle: bool = False):
     """A Ray Dataset of the cache rows in `rows` with columns row, image (n, size, size, 3 uint8)
     and label. With `copies` (expected copies per manifest row), every execution of the dataset
-    (every epoch) draws how many times each row appears."""
+    (every epoch) draws how many times each row appears; with `shuffle`, every execution reads
+    the cache's shards in a new random order."""
     import ray.data
 
     keep = np.zeros(len(labels), dtype=bool)
     keep[rows] = True
     # Small CPU requests: on a small machine the training workers hold most cores.
-    dataset = ray.data.read_parquet(str(cache), columns=["row", "image"], num_cpus=DATA_TASK_CPUS)
+    dataset = ray.data.read_parquet(str(cache), columns=["row", "image"], num_cpus=DATA_TASK_CPUS,
+                                    shuffle="files" if shuffle else None)
     return dataset.map_batches(
         _select, batch_format="pyarrow", zero_copy_batch=True, num_cpus=DATA_TASK_CPUS,
         fn_kwargs={"size": size, "keep": keep, "labels": labels, "copies": copies})

@@ -97,27 +97,32 @@ class Placement:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
+    "demo": {"model": "tiny_cnn", "epochs": 10, "lr": 0.005},
     "paper": {"model": "resnext50", "image_size": 400, "epochs": 20, "batch_size": 32,
               "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine"},
 }
-"""Named starting points: `cpu` (the defaults: small network, small images) and `paper`
-(ResNeXt-50 at 400x400 as in Matek et al. 2019; for GPUs)."""
+"""Named starting points: `cpu` (the defaults: ResNet-18 on 64x64 images), `demo` (a tiny CNN
+for the synthetic demo data: checks the set-up in minutes) and `paper` (ResNeXt-50 at 400x400 as
+in Matek et al. 2019; for GPUs). Without a preset, runs on the demo data use `demo`, others `cpu`."""
 
 
 def build_settings(*, preset: str | None = None, config_file: str | Path | None = None,
                    flags: dict[str, Any] | None = None) -> tuple[Experiment, Placement]:
-    """Merge defaults, a preset (`preset`, else the file's "preset", else cpu), `config_file`
-    and `flags` (None values are ignored), in that order. Keys may be any Experiment or Placement field; augmentation keys go under "augment"."""
+    """Merge defaults, a preset (`preset`, else the file's "preset", else cpu, or demo when no
+    dataset is named), `config_file` and `flags` (None values are ignored), in that order. Keys may be any Experiment or Placement field; augmentation keys go under "augment"."""
     values: dict[str, Any] = {}
     file_values = read_config_file(config_file) if config_file else {}
     file_preset = file_values.pop("preset", None)
-    preset = preset or file_preset or "cpu"
+    has_data = (flags or {}).get("data") or file_values.get("data")
+    preset = preset or file_preset or ("cpu" if has_data else "demo")
     if preset not in PRESETS:
         raise RaycellsError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     for layer in (PRESETS[preset], file_values, {k: v for k, v in (flags or {}).items() if v is not None}):
         for key, value in layer.items():
-            if key == "augment":
-                values["augment"] = {**values.get("augment", {}), **dict(value)}
+            if key == "augment" and isinstance(value, dict):
+                base = values.get("augment", {})
+                base = dataclasses.asdict(AugmentSettings.off()) if base == "off" else base
+                values["augment"] = {**base, **value}
             else:
                 values[key] = value
     return settings_from_dict(values, origin=str(config_file) if config_file else "the settings")

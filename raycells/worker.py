@@ -94,6 +94,7 @@ def train_fold(config: dict[str, Any]) -> None:
         state["restored_from"] = state["restored_from"] + [saved["epoch"]]
 
     local_batch = max(1, experiment.batch_size // world)
+    val_batches = None  # this worker's share of the validation images, read once
     total_steps = experiment.epochs * config["steps_per_epoch"]
     for epoch in range(state["epoch"] + 1, experiment.epochs):
         model.train()
@@ -132,8 +133,11 @@ def train_fold(config: dict[str, Any]) -> None:
 
         if rank == 0:
             board.post.remote(fold, phase="validate", epoch=epoch + 1)
-        val_loss, confusion = _validate(model, ray.train.get_dataset_shard("val"), len(classes),
-                                        rank, world, device, local_batch)
+        start = time.perf_counter()
+        if val_batches is None:
+            val_batches = _my_share(ray.train.get_dataset_shard("val"), rank, world, local_batch)
+        val_loss, confusion = _validate(model, val_batches, len(classes), device)
+        val_seconds = time.perf_counter() - start
         scores = confusion_scores(confusion)
         record = {
             "epoch": epoch + 1, "lr": lr,
@@ -141,6 +145,7 @@ def train_fold(config: dict[str, Any]) -> None:
             "val_loss": val_loss, "val_accuracy": scores["accuracy"],
             "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
             "train_images": int(totals[2]), "images_per_s": totals[2] / max(train_seconds, 1e-9),
+            "train_seconds": train_seconds, "val_seconds": val_seconds, "ended_at": time.time(),
             "seen_per_class": {code: int(n) for code, n in zip(classes, seen)},
         }
         state["history"].append(record)
@@ -166,25 +171,32 @@ def train_fold(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
 
-def _validate(model: nn.Module, shard, num_classes: int, rank: int, world: int,
-              device: torch.device, batch_size: int) -> tuple[float, np.ndarray]:
-    """Loss and confusion matrix on the validation images; each worker scores the rows with
-    row % world == rank of the (unsplit) validation set, and the results are summed."""
+def _my_share(shard, rank: int, world: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """This worker's part of the (unsplit) validation set: the rows with row % world == rank,
+    as uint8 image and label batches kept in memory for every epoch's validation."""
+    batches = []
+    for batch in shard.iter_torch_batches(batch_size=batch_size):
+        mine = batch["row"] % world == rank
+        if mine.any():
+            batches.append((batch["image"][mine], batch["label"][mine].long()))
+    return batches
+
+
+def _validate(model: nn.Module, batches, num_classes: int,
+              device: torch.device) -> tuple[float, np.ndarray]:
+    """Loss and confusion matrix on the validation batches, summed over all workers."""
     model.eval()
+    on_gpu = device.type == "cuda"
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, count = 0.0, 0
     with torch.no_grad():
-        for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
-            mine = batch["row"] % world == rank
-            if not mine.any():
-                continue
-            x = prepare_images(batch["image"][mine], channels_last=device.type == "cuda")
-            y = batch["label"][mine].long()
-            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        for images, labels in batches:
+            x = prepare_images(images.to(device), channels_last=on_gpu)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
                 logits = model(x)
-            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
-            count += len(y)
-            index = y.cpu() * num_classes + logits.argmax(1).cpu()
+            loss_sum += nn.functional.cross_entropy(logits.float().cpu(), labels, reduction="sum").item()
+            count += len(labels)
+            index = labels * num_classes + logits.argmax(1).cpu()
             confusion += torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
     summed = _sum_across([loss_sum, count] + confusion.flatten().tolist(), device)
     confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)

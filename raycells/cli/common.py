@@ -3,9 +3,10 @@ and finding the dataset a command should work on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -37,27 +38,38 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+def new_progress(description: str) -> tuple[Progress, Any]:
+    """A started rich progress bar on stderr and its task id."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=status, transient=True)
+    bar.start()
+    return bar, bar.add_task(description, total=None)
+
+
 @contextmanager
-def progress_bar(description: str) -> Iterator[callable]:
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar; yields a progress(done, total) callback for the library."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=status, transient=True) as bar:
-        task = bar.add_task(description, total=None)
+    bar, task = new_progress(description)
+    try:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+    finally:
+        bar.stop()
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
 
-        yield update
+def dataset_path(path: Path | None) -> Path:
+    """`path`, or the built-in synthetic demo dataset (generated on first use) when None."""
+    if path is not None:
+        return path
+    status.print("[yellow]No dataset given: using the built-in SYNTHETIC demo dataset "
+                 "(drawn cells, not real images).[/]")
+    with status.status("Preparing the demo dataset (generated once, then cached)"):
+        return demo_dataset()
 
 
 def load_dataset(path: Path | None) -> Manifest:
     """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed, and no
     path means the built-in synthetic demo dataset."""
-    if path is None:
-        status.print("[yellow]No dataset given: using the built-in SYNTHETIC demo dataset "
-                     "(drawn cells, not real images).[/]")
-        with status.status("Preparing the demo dataset (generated once, then cached)"):
-            path = demo_dataset()
+    path = dataset_path(path)
     if path.suffix.lower() == ".parquet" and path.is_file():
         return read_manifest(path)
     with progress_bar(f"Reading images in {path}") as update:

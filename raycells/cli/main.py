@@ -2,7 +2,7 @@
 
 import typer
 
-from . import data
+from . import cv, data
 
 app = typer.Typer(
     name="raycells",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.command("cv")(cv.cv)
 
 if __name__ == "__main__":
     app()

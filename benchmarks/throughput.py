@@ -1,0 +1,106 @@
+"""Training throughput: the Ray pipeline (Ray Data -> Ray Train worker, Kornia on the worker)
+against a plain single-process PyTorch loop over the same cached images, model and augmentation.
+
+    .venv/bin/python benchmarks/throughput.py --data ../shared/data/pbc --epochs 3
+
+Both sides train the same model from the same decoded-image cache with the same batch size and
+augmentation; the Ray figure is the median of the per-epoch images/s that the training loop
+records in history.csv (training pass only), the plain figure the median over the same number of
+epochs. Prints one JSON line; results are recorded in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from raycells.augment import Augmenter, AugmentSettings
+from raycells.cache import image_cache, images_from_column
+from raycells.cv import run_cv
+from raycells.folds import fold_parts
+from raycells.index import index_dataset
+from raycells.models import create_model
+from raycells.settings import build_settings
+from raycells.worker import prepare_images
+
+
+def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name: str, size: int,
+               batch_size: int, epochs: int, classes: int, threads: int) -> list[float]:
+    import pyarrow.parquet as pq
+
+    torch.set_num_threads(threads)
+    table = pq.read_table(cache)
+    order = np.argsort(table.column("row").to_numpy())
+    images = torch.from_numpy(images_from_column(table.column("image"), size)[order][rows].copy())
+    targets = torch.from_numpy(labels[rows])
+    model = create_model(model_name, classes)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    augmenter = Augmenter(AugmentSettings())
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rates = []
+    for _ in range(epochs):
+        model.train()
+        start, seen = time.perf_counter(), 0
+        for index in torch.randperm(len(images)).split(batch_size):
+            if len(index) < batch_size:
+                break
+            x = prepare_images(images[index], augmenter)
+            loss = loss_fn(model(x), targets[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(index)
+        rates.append(seen / (time.perf_counter() - start))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/pbc")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+
+    experiment, placement = build_settings(flags={
+        "data": args.data, "model": args.model, "image_size": args.image_size,
+        "batch_size": args.batch_size, "epochs": args.epochs, "folds": 5})
+    manifest = index_dataset(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_cv(Path(tmp) / "run", experiment, placement, manifest=manifest, only_folds=[0])
+        ray_rates = pd.read_csv(result.run_dir / "fold-0" / "history.csv")["images_per_s"].tolist()
+        plan = pd.read_parquet(result.run_dir / "folds.parquet")
+
+    classes = sorted(plan["label"].unique())
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    cache = image_cache(manifest.frame, args.image_size)  # built by the run above: no decoding
+    rows = fold_parts(plan, 0)["train"]
+    plain_rates = plain_loop(cache, rows, labels, model_name=args.model, size=args.image_size,
+                             batch_size=args.batch_size, epochs=args.epochs, classes=len(classes),
+                             threads=args.threads)
+    ray_median, plain_median = statistics.median(ray_rates), statistics.median(plain_rates)
+    print(json.dumps({
+        "data": args.data, "model": args.model, "image_size": args.image_size,
+        "batch_size": args.batch_size, "epochs": args.epochs, "train_images": int(len(rows)),
+        "ray_images_per_s": round(ray_median, 1), "plain_images_per_s": round(plain_median, 1),
+        "ratio": round(ray_median / plain_median, 3),
+        "ray_per_epoch": [round(r, 1) for r in ray_rates],
+        "plain_per_epoch": [round(r, 1) for r in plain_rates],
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                   f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""End-to-end cross-validation through Ray on the CPU, on a small subset of the real PBC images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raycells.cv import run_cv
+from raycells.manifest import Manifest, read_manifest, write_manifest
+from raycells.settings import build_settings
+
+SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "lr": 0.01, "folds": 2, "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
+    """A manifest of 12 real images per PBC class."""
+    frame = pbc_manifest.frame.groupby("label").head(12).reset_index(drop=True)
+    path = tmp_path_factory.mktemp("data") / "small.parquet"
+    write_manifest(Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path)
+    return path
+
+
+def _settings(**overrides):
+    return build_settings(flags={**SMALL, **overrides})
+
+
+def _complete(run: Path, folds: int) -> None:
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["experiment"]["folds"] == folds
+    assert {"torch", "ray", "kornia"} <= set(config["packages"]) and "seed" in config
+    assert len(read_manifest(run / "manifest.parquet")) == len(pd.read_parquet(run / "folds.parquet"))
+    for k in range(folds):
+        fold = run / f"fold-{k}"
+        history = pd.read_csv(fold / "history.csv")
+        assert {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+        predictions = pd.read_parquet(fold / "predictions.parquet")
+        probs = predictions.filter(like="prob_")
+        assert probs.shape[1] == 8 and ((probs.sum(axis=1) - 1).abs() < 1e-4).all()
+        assert {"path", "label", "predicted"} <= set(predictions.columns)
+        metrics = json.loads((fold / "metrics.json").read_text())
+        assert metrics["images"] == len(predictions)
+        assert set(metrics["per_class"]["basophil"]) == {"precision", "sensitivity", "f1", "support"}
+        assert list((fold / "checkpoint").glob("epoch-*/state.pt"))
+
+
+def test_two_worker_run_writes_the_complete_run_directory(ray_session, small_pbc, tmp_path):
+    experiment, placement = _settings(data=str(small_pbc), workers=2)
+    result = run_cv(tmp_path / "run", experiment, placement, manifest=read_manifest(small_pbc))
+    _complete(tmp_path / "run", folds=2)
+    assert sorted(result.per_fold) == [0, 1]
+    plan = pd.read_parquet(tmp_path / "run" / "folds.parquet")
+    tested = pd.concat(pd.read_parquet(tmp_path / "run" / f"fold-{k}" / "predictions.parquet") for k in (0, 1))
+    assert sorted(tested["path"]) == sorted(plan["path"])  # every image tested exactly once
+    assert 0 <= result.summary["accuracy"][0] <= 1
+
+
+def test_a_run_stopped_after_its_first_fold_resumes_without_retraining_it(ray_session, small_pbc, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "raycells.cli.main", "cv", "--data", str(small_pbc), "--out", str(run),
+               "--folds", "3"] + [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k != "folds"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "RAY_ADDRESS": ""})
+    try:
+        _wait_for(lambda: (run / "fold-0" / "metrics.json").is_file(), driver, timeout=300)
+    finally:
+        driver.send_signal(signal.SIGINT)  # as Ctrl-C would
+        driver.wait(timeout=60)
+    finished_at = (run / "fold-0" / "metrics.json").stat().st_mtime
+    assert not (run / "fold-2" / "metrics.json").exists()
+
+    experiment, placement = _settings(data=str(small_pbc), folds=3)
+    result = run_cv(run, experiment, placement, resume=True)
+    assert result.skipped[0] == 0 and sorted(result.per_fold) == [0, 1, 2]
+    assert (run / "fold-0" / "metrics.json").stat().st_mtime == finished_at
+    _complete(run, folds=3)
+
+
+def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_path):
+    from raycells.errors import RaycellsError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    experiment, placement = _settings(data=str(small_pbc))
+    other, _ = _settings(data=str(small_pbc), epochs=5, lr=0.1)
+    from raycells.cv import _prepare
+    from raycells.rundir import RunDir
+
+    _prepare(RunDir(run), experiment, placement, read_manifest(small_pbc), resume=False)
+    with pytest.raises(RaycellsError, match="already holds a run: pass --resume"):
+        run_cv(run, experiment, placement, manifest=read_manifest(small_pbc))
+    with pytest.raises(RaycellsError, match=r"other settings \(epochs: 2 -> 5; lr: 0.01 -> 0.1\)"):
+        run_cv(run, other, placement, resume=True)
+
+
+def test_a_killed_training_worker_is_recovered_from_its_checkpoint(ray_session, small_pbc, tmp_path):
+    run = tmp_path / "run"
+    experiment, placement = _settings(data=str(small_pbc), epochs=4)
+    errors = []
+    thread = threading.Thread(target=lambda: _catch(errors, run_cv, run, experiment, placement,
+                                                    manifest=read_manifest(small_pbc)))
+    thread.start()
+    _wait_for(lambda: (run / "fold-0" / "checkpoint" / "epoch-001" / "state.pt").is_file(), thread, timeout=300)
+    victims = _pids("RayTrainWorker")
+    assert victims, "no training worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    thread.join(timeout=600)
+    assert not errors, errors
+    metrics = json.loads((run / "fold-0" / "metrics.json").read_text())
+    assert metrics["restored_from_epochs"], "fold 0 did not restart from a checkpoint"
+    history = pd.read_csv(run / "fold-0" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    _complete(run, folds=2)
+
+
+def _catch(errors, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except Exception as error:  # reported by the test
+        errors.append(error)
+
+
+def _wait_for(condition, process, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        alive = process.poll() is None if hasattr(process, "poll") else process.is_alive()
+        assert alive, "the run ended before the condition was met"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _pids(title: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if title in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids

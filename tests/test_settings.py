@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from raycells.augment import AugmentSettings
+from raycells.errors import RaycellsError
+from raycells.settings import build_settings, differences
+
+
+def test_defaults_preset_file_then_flags(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"preset": "paper", "epochs": 7, "augment": {"noise": 0.9}}))
+    experiment, placement = build_settings(config_file=tmp_path / "c.json",
+                                           flags={"epochs": 3, "workers": 2, "lr": None})
+    assert experiment.model == "resnext50" and experiment.image_size == 400  # preset from the file
+    assert experiment.epochs == 3  # flag beats file
+    assert experiment.lr == 0.01  # None flags are ignored
+    assert experiment.augment.noise == 0.9 and experiment.augment.rotate == 1.0
+    assert placement.workers == 2
+
+
+def test_toml_and_yaml_files_and_augment_off(tmp_path):
+    (tmp_path / "c.toml").write_text('model = "tiny_cnn"\naugment = "off"\n')
+    (tmp_path / "c.yaml").write_text("model: densenet121\nfolds: 3\n")
+    assert build_settings(config_file=tmp_path / "c.toml")[0].augment == AugmentSettings.off()
+    assert build_settings(config_file=tmp_path / "c.yaml")[0].folds == 3
+
+
+def test_bad_settings_name_the_file_and_the_field(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"epocs": 3}))
+    with pytest.raises(RaycellsError, match=r"c.json: unknown settings epocs"):
+        build_settings(config_file=tmp_path / "c.json")
+    with pytest.raises(RaycellsError, match="folds = 1 is not valid"):
+        build_settings(flags={"folds": 1})
+    with pytest.raises(RaycellsError, match="unknown preset"):
+        build_settings(preset="gpu-please")
+
+
+def test_demo_preset_without_data_cpu_preset_with_data():
+    assert build_settings()[0].model == "tiny_cnn"
+    assert build_settings(flags={"data": "x"})[0].model == "resnet18"
+    assert build_settings(preset="cpu")[0].model == "resnet18"
+
+
+def test_differences_name_the_changed_fields():
+    a, _ = build_settings(flags={"data": "x"})
+    b, _ = build_settings(flags={"data": "x", "epochs": 2, "augment": {"noise": 0.0}})
+    assert differences(a, b) == ["augment.noise: 0.3 -> 0.0", "epochs: 15 -> 2"]
+    assert differences(a, a) == []
