@@ -53,8 +53,10 @@ def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: floa
 
 def inner_validation(labels: np.ndarray, groups: np.ndarray | None, *, fraction: float,
                      seed: int) -> np.ndarray:
-    """Positions (into `labels`) of a stratified validation split of about `fraction`."""
-    splits = max(2, round(1 / fraction))
+    """Positions (into `labels`) of a stratified validation split of about `fraction` (more on
+    tiny datasets, where no class has 1/fraction images)."""
+    largest = int(np.unique(labels, return_counts=True)[1].max())
+    splits = max(2, min(round(1 / fraction), largest))
     with warnings.catch_warnings():
         # Classes smaller than `splits` simply miss from some validation splits; that is expected.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

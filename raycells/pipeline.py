@@ -25,7 +25,7 @@ def part_dataset(cache: Path, size: int, labels: np.ndarray, rows: np.ndarray,
     keep = np.zeros(len(labels), dtype=bool)
     keep[rows] = True
     # Small CPU requests: on a small machine the training workers hold most cores.
-    dataset = ray.data.read_parquet(str(cache), columns=["row", "image"], num_cpus=DATA_TASK_CPUS,
+    dataset = ray.data.read_parquet(str(cache), num_cpus=DATA_TASK_CPUS,
                                     shuffle="files" if shuffle else None)
     return dataset.map_batches(
         _select, batch_format="pyarrow", zero_copy_batch=True, num_cpus=DATA_TASK_CPUS,

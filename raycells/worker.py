@@ -91,7 +91,7 @@ def train_fold(config: dict[str, Any]) -> None:
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         state = {key: saved[key] for key in state}
-        state["restored_from"] = state["restored_from"] + [saved["epoch"]]
+        state["restored_from"] = state["restored_from"] + [saved["epoch"] + 1]  # epochs done
 
     local_batch = max(1, experiment.batch_size // world)
     val_batches = None  # this worker's share of the validation images, read once

@@ -118,7 +118,9 @@ def test_a_killed_training_worker_is_recovered_from_its_checkpoint(ray_session, 
     thread = threading.Thread(target=lambda: _catch(errors, run_cv, run, experiment, placement,
                                                     manifest=read_manifest(small_pbc)))
     thread.start()
-    _wait_for(lambda: (run / "fold-0" / "checkpoint" / "epoch-001" / "state.pt").is_file(), thread, timeout=300)
+    # Kill once Ray Train has registered a checkpoint (its snapshot names one), not merely copied it.
+    snapshot = run / "fold-0" / "checkpoint" / "checkpoint_manager_snapshot.json"
+    _wait_for(lambda: snapshot.is_file() and "epoch-00" in snapshot.read_text(), thread, timeout=300)
     victims = _pids("RayTrainWorker")
     assert victims, "no training worker process found"
     os.kill(victims[0], signal.SIGKILL)
