@@ -47,9 +47,7 @@ def predict_rows(checkpoint_file: Path, cache: Path, size: int, labels: np.ndarr
     dataset = part_dataset(cache, size, labels, rows).map_batches(
         BestModel, fn_constructor_kwargs={"checkpoint_file": str(checkpoint_file), "threads": threads},
         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
-        num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1,
-        # a lost predictor fails the fold, which --resume then redoes
-        ray_remote_args_fn=lambda: {"max_restarts": 0})
+        num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
     out_rows, out_probs = [], []
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         out_rows.append(batch["row"])
