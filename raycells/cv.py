@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -194,7 +193,6 @@ def _init_ray(placement: Placement) -> None:
     import ray
     import ray.data
 
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # C++ core warnings on stderr
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():

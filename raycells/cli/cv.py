@@ -179,6 +179,7 @@ class _Display:
 
 def _final_table(result: CvResult) -> None:
     summary = result.summary
+    console.print()
     folds = Table(title=f"Test folds ({result.run_dir})", title_justify="left")
     for header in ("fold", "images", "best epoch", "accuracy", "balanced accuracy", "macro F1"):
         folds.add_column(header, justify="right")
