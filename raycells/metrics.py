@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
-                             precision_recall_fscore_support)
+                             precision_recall_fscore_support, roc_auc_score)
 
 DDOF = 1
 """Degrees of freedom of every standard deviation over folds."""
@@ -30,6 +30,34 @@ def fold_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> 
             for i, code in enumerate(classes)
         },
     }
+
+
+def group_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                 members: tuple[str, ...], threshold: float = 0.5) -> dict[str, float | None]:
+    """For a group of classes (e.g. blasts = MYO + MOB): ROC AUC of the summed probability
+    P(group) against membership, and sensitivity and specificity of P(group) >= threshold.
+    None where the fold lacks positives or negatives."""
+    index = [classes.index(code) for code in members if code in classes]
+    positive = np.isin(y_true, index)
+    score = probs[:, index].sum(axis=1)
+    called = score >= threshold
+    both = positive.any() and (~positive).any()
+    return {
+        "roc_auc": float(roc_auc_score(positive, score)) if both else None,
+        "sensitivity": float(called[positive].mean()) if positive.any() else None,
+        "specificity": float((~called[~positive]).mean()) if (~positive).any() else None,
+        "positives": int(positive.sum()),
+    }
+
+
+def one_vs_rest_auc(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float | None]:
+    """ROC AUC of each class against the rest; None for a class absent from (or alone in) the fold."""
+    out = {}
+    for index, code in enumerate(classes):
+        positive = y_true == index
+        out[code] = (float(roc_auc_score(positive, probs[:, index]))
+                     if positive.any() and (~positive).any() else None)
+    return out
 
 
 def confusion_scores(confusion: np.ndarray) -> dict[str, float]:

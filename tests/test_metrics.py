@@ -36,3 +36,21 @@ def test_mean_and_sample_std_over_folds():
     assert np.isclose(summary["accuracy"][0], np.mean(accs))
     assert np.isclose(summary["accuracy"][1], np.std(accs, ddof=1))
     assert summary["per_class"]["y"]["support"] == 6
+
+
+def test_group_scores_sum_member_probabilities():
+    from raycells.metrics import group_scores, one_vs_rest_auc
+
+    classes = ["MOB", "MYO", "NGS"]
+    y_true = np.array([0, 1, 2, 2])
+    probs = np.array([[0.3, 0.3, 0.4],    # blast, P(blast) 0.6
+                      [0.1, 0.5, 0.4],    # blast, P(blast) 0.6
+                      [0.2, 0.2, 0.6],    # not,   P(blast) 0.4
+                      [0.35, 0.3, 0.35]])  # not,  P(blast) 0.65: ranked above both blasts
+    blast = group_scores(y_true, probs, classes, ("MYO", "MOB"), threshold=0.5)
+    # positives 0.6, 0.6 against negatives 0.4, 0.65: 2 of 4 pairs ordered right
+    assert blast["roc_auc"] == 0.5
+    assert blast["sensitivity"] == 1.0 and blast["specificity"] == 0.5 and blast["positives"] == 2
+    auc = one_vs_rest_auc(y_true, probs, classes)
+    assert auc["NGS"] == 0.5 and np.isclose(auc["MOB"], 2 / 3)  # counted by hand over pairs
+    assert group_scores(np.array([2, 2]), probs[2:], classes, ("MYO",))["roc_auc"] is None

@@ -1,0 +1,108 @@
+"""Scoring a run directory the way Matek et al. 2019 report results, from the run directory alone:
+per-fold metrics recomputed from predictions.parquet, then mean ± std over the folds present."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, f1_score
+
+from .errors import RaycellsError
+from .metrics import DDOF, fold_metrics, group_scores, mean_std, one_vs_rest_auc
+from .rundir import RunDir
+from .schemes import scheme_for
+
+
+@dataclass
+class RunScores:
+    """Everything a report shows about one run."""
+
+    run_dir: Path
+    classes: list[str]
+    scheme: str | None
+    folds: list[int]
+    """Folds with predictions."""
+    missing: list[int]
+    """Folds of the plan without predictions (unfinished)."""
+    per_fold: dict[int, dict[str, Any]]
+    summary: dict[str, Any]
+    confusion: np.ndarray
+    """Confusion matrix summed over the folds present (rows: truth, columns: prediction)."""
+    plan_id: str
+    """Fingerprint of the fold plan: runs with the same one can be paired fold by fold."""
+    threshold: float
+
+
+def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
+    """Score the finished folds of `run_dir` (probability threshold for the group scores)."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    classes = list(config["data"]["classes"])
+    scheme = scheme_for(classes)
+    folds_total = config["settings"]["experiment"]["folds"]
+    present = [k for k in range(folds_total) if (run.fold(k) / "predictions.parquet").is_file()]
+    if not present:
+        raise RaycellsError(f"{run.path}: no fold has predictions yet. Let `raycells cv` finish "
+                            "at least one fold (or resume it with --resume).")
+    per_fold, confusion = {}, np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for k in present:
+        predictions = pd.read_parquet(run.fold(k) / "predictions.parquet")
+        y_true = np.searchsorted(classes, predictions["label"].to_numpy())
+        probs = predictions[[f"prob_{code}" for code in classes]].to_numpy(dtype=np.float64)
+        y_pred = probs.argmax(axis=1)
+        scores = fold_metrics(y_true, y_pred, classes)
+        scores["weighted_f1"] = float(f1_score(y_true, y_pred, labels=np.arange(len(classes)),
+                                               average="weighted", zero_division=0))
+        for code, auc in one_vs_rest_auc(y_true, probs, classes).items():
+            scores["per_class"][code]["roc_auc"] = auc
+        if scheme is not None:
+            scores["groups"] = {name: group_scores(y_true, probs, classes, members, threshold)
+                                for name, members in scheme.groups.items()}
+        per_fold[k] = scores
+        confusion += confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
+    return RunScores(
+        run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
+        missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
+        summary=_summarize(per_fold, classes), confusion=confusion,
+        plan_id=_plan_id(run), threshold=threshold)
+
+
+def _summarize(per_fold: dict[int, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """Mean ± std (ddof=DDOF) over folds; a score missing in a fold (None) is left out of it."""
+    folds = sorted(per_fold)
+
+    def over_folds(get) -> tuple[float, float] | None:
+        values = [value for value in (get(per_fold[k]) for k in folds) if value is not None]
+        return mean_std(values) if values else None
+
+    summary: dict[str, Any] = {"ddof": DDOF, "folds": folds}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"):
+        summary[key] = over_folds(lambda fold, key=key: fold[key])
+    summary["per_class"] = {
+        code: {
+            **{score: over_folds(lambda fold, code=code, score=score: fold["per_class"][code][score])
+               for score in ("precision", "sensitivity", "f1", "roc_auc")},
+            "support": int(sum(per_fold[k]["per_class"][code]["support"] for k in folds)),
+        }
+        for code in classes
+    }
+    groups = per_fold[folds[0]].get("groups", {})
+    summary["groups"] = {
+        name: {score: over_folds(lambda fold, name=name, score=score: fold["groups"][name][score])
+               for score in ("roc_auc", "sensitivity", "specificity")}
+        for name in groups
+    }
+    return summary
+
+
+def _plan_id(run: RunDir) -> str:
+    plan = run.read_plan()[["path", "fold"]].sort_values("path")
+    digest = hashlib.sha1()
+    for path, fold in plan.itertuples(index=False):
+        digest.update(f"{path}\t{fold}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,80 @@
+"""The report's scores on hand-made run directories with known answers."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raycells.errors import RaycellsError
+from raycells.report import score_run
+from raycells.rundir import RunDir, write_plan
+
+CLASSES = ["MOB", "MYO", "NGS"]
+
+
+def _run(tmp_path, folds: dict[int, list[tuple[str, list[float]]]], total: int | None = None):
+    """A run directory whose fold k has predictions (label, probabilities) as given."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True)
+    total = total or len(folds)
+    run.config.write_text(json.dumps({"data": {"classes": CLASSES},
+                                      "settings": {"experiment": {"folds": total}}}))
+    plan_rows = []
+    for k, rows in folds.items():
+        frame = pd.DataFrame({"path": [f"/f{k}/{i}.png" for i in range(len(rows))],
+                              "label": [label for label, _ in rows]})
+        probs = np.array([p for _, p in rows])
+        frame["predicted"] = np.asarray(CLASSES)[probs.argmax(1)]
+        for i, code in enumerate(CLASSES):
+            frame[f"prob_{code}"] = probs[:, i]
+        run.fold(k).mkdir()
+        frame.to_parquet(run.fold(k) / "predictions.parquet")
+        plan_rows += [(path, label, k) for path, label in zip(frame["path"], frame["label"])]
+    write_plan(pd.DataFrame(plan_rows, columns=["path", "label", "fold"]), run.folds)
+    return run.path
+
+
+def test_scores_match_hand_computation(tmp_path):
+    fold0 = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.6, 0.1, 0.3])]
+    fold1 = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.1, 0.2, 0.7])]
+    scores = score_run(_run(tmp_path, {0: fold0, 1: fold1}))
+    assert scores.folds == [0, 1] and scores.missing == [] and scores.scheme == "aml"
+    assert scores.per_fold[0]["accuracy"] == 0.75 and scores.per_fold[1]["accuracy"] == 0.75
+    mob0 = scores.per_fold[0]["per_class"]["MOB"]
+    assert mob0["precision"] == 0.5 and mob0["sensitivity"] == 1.0
+    # P(MOB) in fold 0: the MOB image 0.7 against 0.1, 0.1, 0.6: ranked first
+    assert mob0["roc_auc"] == 1.0
+    # summary: mean and sample std over the two folds
+    mob = scores.summary["per_class"]["MOB"]
+    assert mob["sensitivity"] == (0.5, np.std([1.0, 0.0], ddof=1))
+    assert mob["support"] == 2
+    assert scores.summary["accuracy"] == (0.75, 0.0)
+    # blasts = MYO + MOB: fold 1 P(blast) 0.9, 0.9 for blasts against 0.2, 0.3: AUC 1
+    assert scores.per_fold[1]["groups"]["blast"]["roc_auc"] == 1.0
+    assert scores.per_fold[1]["groups"]["blast"]["specificity"] == 1.0
+    # fold 0: blasts 0.9, 0.9 against 0.2 and 0.7 -> AUC 1; the NGS at 0.7 is called a blast
+    assert scores.per_fold[0]["groups"]["blast"]["specificity"] == 0.5
+    assert scores.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 3]]
+
+
+def test_missing_folds_are_named_and_reported_on_the_rest(tmp_path):
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    scores = score_run(_run(tmp_path, {0: fold, 2: fold}, total=3))
+    assert scores.folds == [0, 2] and scores.missing == [1]
+
+
+def test_no_predictions_is_a_clear_error(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config.write_text(json.dumps({"data": {"classes": CLASSES}, "settings": {"experiment": {"folds": 2}}}))
+    with pytest.raises(RaycellsError, match="no fold has predictions yet"):
+        score_run(run.path)
+
+
+def test_the_plan_fingerprint_tells_fold_plans_apart(tmp_path):
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    a = score_run(_run(tmp_path / "a", {0: fold, 1: fold}))
+    b = score_run(_run(tmp_path / "b", {0: fold, 1: fold}))
+    c = score_run(_run(tmp_path / "c", {0: fold, 1: fold[:1]}))
+    assert a.plan_id == b.plan_id != c.plan_id
