@@ -32,14 +32,19 @@ def fold_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> 
     }
 
 
+def group_probability(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                      members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(is the image in the group, P(group) = the sum of its members' probabilities)."""
+    index = [classes.index(code) for code in members if code in classes]
+    return np.isin(y_true, index), probs[:, index].sum(axis=1)
+
+
 def group_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
                  members: tuple[str, ...], threshold: float = 0.5) -> dict[str, float | None]:
     """For a group of classes (e.g. blasts = MYO + MOB): ROC AUC of the summed probability
     P(group) against membership, and sensitivity and specificity of P(group) >= threshold.
     None where the fold lacks positives or negatives."""
-    index = [classes.index(code) for code in members if code in classes]
-    positive = np.isin(y_true, index)
-    score = probs[:, index].sum(axis=1)
+    positive, score = group_probability(y_true, probs, classes, members)
     called = score >= threshold
     both = positive.any() and (~positive).any()
     return {

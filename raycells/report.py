@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix, f1_score, roc_curve
 
 from .errors import RaycellsError
-from .metrics import DDOF, fold_metrics, group_scores, mean_std, one_vs_rest_auc
+from .metrics import (DDOF, fold_metrics, group_probability, group_scores, mean_std,
+                      one_vs_rest_auc)
 from .rundir import RunDir
 from .schemes import scheme_for
 
@@ -36,6 +37,8 @@ class RunScores:
     plan_id: str
     """Fingerprint of the fold plan: runs with the same one can be paired fold by fold."""
     threshold: float
+    curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
+    """ROC curve (fpr, tpr) of each group score (blast, atypical) in each fold."""
 
 
 def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
@@ -50,6 +53,7 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         raise RaycellsError(f"{run.path}: no fold has predictions yet. Let `raycells cv` finish "
                             "at least one fold (or resume it with --resume).")
     per_fold, confusion = {}, np.zeros((len(classes), len(classes)), dtype=np.int64)
+    curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
     for k in present:
         predictions = pd.read_parquet(run.fold(k) / "predictions.parquet")
         y_true = np.searchsorted(classes, predictions["label"].to_numpy())
@@ -63,13 +67,18 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         if scheme is not None:
             scores["groups"] = {name: group_scores(y_true, probs, classes, members, threshold)
                                 for name, members in scheme.groups.items()}
+            for name, members in scheme.groups.items():
+                positive, score = group_probability(y_true, probs, classes, members)
+                if positive.any() and (~positive).any():
+                    fpr, tpr, _ = roc_curve(positive, score)
+                    curves.setdefault(name, {})[k] = (fpr, tpr)
         per_fold[k] = scores
         confusion += confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
     return RunScores(
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
         summary=_summarize(per_fold, classes), confusion=confusion,
-        plan_id=_plan_id(run), threshold=threshold)
+        plan_id=_plan_id(run), threshold=threshold, curves=curves)
 
 
 def _summarize(per_fold: dict[int, dict[str, Any]], classes: list[str]) -> dict[str, Any]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from raycells.index import index_dataset
+from raycells.rundir import RunDir, write_plan
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -38,3 +42,31 @@ def pbc_manifest(pbc_dir):
 def _private_cache(tmp_path_factory, monkeypatch):
     """Generated and cached data goes to a per-session temporary folder, not ~/.cache."""
     monkeypatch.setenv("RAYCELLS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def prediction_run():
+    """Build a run directory over the classes MOB, MYO, NGS whose fold k holds the given
+    predictions [(label, [p_MOB, p_MYO, p_NGS]), ...]: prediction_run(folder, {k: rows}, total)."""
+    classes = ["MOB", "MYO", "NGS"]
+
+    def build(folder: Path, folds: dict[int, list[tuple[str, list[float]]]], total: int | None = None) -> Path:
+        run = RunDir(folder / "run")
+        run.path.mkdir(parents=True)
+        run.config.write_text(json.dumps({"data": {"classes": classes},
+                                          "settings": {"experiment": {"folds": total or len(folds)}}}))
+        plan_rows = []
+        for k, rows in folds.items():
+            frame = pd.DataFrame({"path": [f"/f{k}/{i}.png" for i in range(len(rows))],
+                                  "label": [label for label, _ in rows]})
+            probs = np.array([p for _, p in rows])
+            frame["predicted"] = np.asarray(classes)[probs.argmax(1)]
+            for i, code in enumerate(classes):
+                frame[f"prob_{code}"] = probs[:, i]
+            run.fold(k).mkdir()
+            frame.to_parquet(run.fold(k) / "predictions.parquet")
+            plan_rows += [(path, label, k) for path, label in zip(frame["path"], frame["label"])]
+        write_plan(pd.DataFrame(plan_rows, columns=["path", "label", "fold"]), run.folds)
+        return run.path
+
+    return build

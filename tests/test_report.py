@@ -3,42 +3,19 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from raycells.errors import RaycellsError
 from raycells.report import score_run
-from raycells.rundir import RunDir, write_plan
+from raycells.rundir import RunDir
 
-CLASSES = ["MOB", "MYO", "NGS"]
-
-
-def _run(tmp_path, folds: dict[int, list[tuple[str, list[float]]]], total: int | None = None):
-    """A run directory whose fold k has predictions (label, probabilities) as given."""
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir(parents=True)
-    total = total or len(folds)
-    run.config.write_text(json.dumps({"data": {"classes": CLASSES},
-                                      "settings": {"experiment": {"folds": total}}}))
-    plan_rows = []
-    for k, rows in folds.items():
-        frame = pd.DataFrame({"path": [f"/f{k}/{i}.png" for i in range(len(rows))],
-                              "label": [label for label, _ in rows]})
-        probs = np.array([p for _, p in rows])
-        frame["predicted"] = np.asarray(CLASSES)[probs.argmax(1)]
-        for i, code in enumerate(CLASSES):
-            frame[f"prob_{code}"] = probs[:, i]
-        run.fold(k).mkdir()
-        frame.to_parquet(run.fold(k) / "predictions.parquet")
-        plan_rows += [(path, label, k) for path, label in zip(frame["path"], frame["label"])]
-    write_plan(pd.DataFrame(plan_rows, columns=["path", "label", "fold"]), run.folds)
-    return run.path
+CLASSES = ["MOB", "MYO", "NGS"]  # the classes of the prediction_run fixture
 
 
-def test_scores_match_hand_computation(tmp_path):
+def test_scores_match_hand_computation(tmp_path, prediction_run):
     fold0 = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.6, 0.1, 0.3])]
     fold1 = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.1, 0.2, 0.7])]
-    scores = score_run(_run(tmp_path, {0: fold0, 1: fold1}))
+    scores = score_run(prediction_run(tmp_path, {0: fold0, 1: fold1}))
     assert scores.folds == [0, 1] and scores.missing == [] and scores.scheme == "aml"
     assert scores.per_fold[0]["accuracy"] == 0.75 and scores.per_fold[1]["accuracy"] == 0.75
     mob0 = scores.per_fold[0]["per_class"]["MOB"]
@@ -58,9 +35,9 @@ def test_scores_match_hand_computation(tmp_path):
     assert scores.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 3]]
 
 
-def test_missing_folds_are_named_and_reported_on_the_rest(tmp_path):
+def test_missing_folds_are_named_and_reported_on_the_rest(tmp_path, prediction_run):
     fold = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
-    scores = score_run(_run(tmp_path, {0: fold, 2: fold}, total=3))
+    scores = score_run(prediction_run(tmp_path, {0: fold, 2: fold}, total=3))
     assert scores.folds == [0, 2] and scores.missing == [1]
 
 
@@ -72,9 +49,9 @@ def test_no_predictions_is_a_clear_error(tmp_path):
         score_run(run.path)
 
 
-def test_the_plan_fingerprint_tells_fold_plans_apart(tmp_path):
+def test_the_plan_fingerprint_tells_fold_plans_apart(tmp_path, prediction_run):
     fold = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
-    a = score_run(_run(tmp_path / "a", {0: fold, 1: fold}))
-    b = score_run(_run(tmp_path / "b", {0: fold, 1: fold}))
-    c = score_run(_run(tmp_path / "c", {0: fold, 1: fold[:1]}))
+    a = score_run(prediction_run(tmp_path / "a", {0: fold, 1: fold}))
+    b = score_run(prediction_run(tmp_path / "b", {0: fold, 1: fold}))
+    c = score_run(prediction_run(tmp_path / "c", {0: fold, 1: fold[:1]}))
     assert a.plan_id == b.plan_id != c.plan_id

@@ -2,7 +2,7 @@
 
 import typer
 
-from . import cv, data
+from . import cv, data, report
 
 app = typer.Typer(
     name="raycells",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("cv")(cv.cv)
+app.command("report")(report.report)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,171 @@
+"""Writing a run's report: the same tables as Markdown, HTML (one self-contained file, pictures
+embedded), JSON and CSV, plus the PNG pictures, into <run>/report/."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import paper, plots
+from .files import atomic_path, write_json
+from .report import RunScores
+from .schemes import SCHEMES
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
+    """The report's tables, in order, as text cells (shared by every output format)."""
+    s = scores.summary
+    scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
+    order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
+    names = scheme.classes if scheme else {}
+    missing = f"; missing folds: {', '.join(map(str, scores.missing))}" if scores.missing else ""
+    tables = [Table(
+        "Overall", ["score", "mean ± std"],
+        [[label, pm(s[key])] for key, label in (("accuracy", "accuracy"),
+                                                ("balanced_accuracy", "balanced accuracy"),
+                                                ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))],
+        note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
+              + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
+              f"with ddof={s['ddof']} (sample standard deviation)."))]
+    tables.append(Table(
+        "Per class", ["class", "name", "precision", "sensitivity", "F1", "ROC AUC", "images"],
+        [[code, names.get(code, ""), pm(s["per_class"][code]["precision"]),
+          pm(s["per_class"][code]["sensitivity"]), pm(s["per_class"][code]["f1"]),
+          pm(s["per_class"][code]["roc_auc"]), f"{s['per_class'][code]['support']:,}"] for code in order]))
+    if s.get("groups"):
+        tables.append(Table(
+            "Blasts and atypical cells", ["group", "classes", "ROC AUC", f"sensitivity at {scores.threshold:g}",
+                                          f"specificity at {scores.threshold:g}"],
+            [[name, " + ".join(scheme.groups[name]), pm(g["roc_auc"]), pm(g["sensitivity"]),
+              pm(g["specificity"])] for name, g in s["groups"].items()],
+            note="P(group) is the sum of the member classes' probabilities."))
+    if scores.scheme == "aml":
+        rows = []
+        for code in order:
+            ours, theirs = s["per_class"][code], paper.PER_CLASS[code]
+            rows.append([code, pm(ours["precision"], 2), pm(theirs["precision"], 2),
+                         diff(ours["precision"], theirs["precision"]), pm(ours["sensitivity"], 2),
+                         pm(theirs["sensitivity"], 2), diff(ours["sensitivity"], theirs["sensitivity"])])
+        for name, (mean, std) in paper.GROUP_AUC.items():
+            ours = s["groups"].get(name, {}).get("roc_auc")
+            rows.append([f"{name} ROC AUC", pm(ours, 3), pm((mean, std), 3), diff(ours, (mean, std), 3),
+                         "", "", ""])
+        tables.append(Table(
+            "Against Matek et al. 2019", ["class", "precision (ours)", "precision (paper)", "difference",
+                                          "sensitivity (ours)", "sensitivity (paper)", "difference"],
+            rows, note=paper.CITATION))
+    return tables
+
+
+def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = False) -> dict[str, Path]:
+    """Write report.md, report.html, metrics.json, per_class.csv and the PNGs; return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    s = scores.summary
+    scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
+    order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
+    pictures = {
+        "confusion_counts.png": plots.confusion_png(scores.confusion, scores.classes,
+                                                    folder / "confusion_counts.png", normalise=False),
+        "confusion_normalised.png": plots.confusion_png(scores.confusion, scores.classes,
+                                                        folder / "confusion_normalised.png", normalise=True),
+        "per_class.png": plots.per_class_png(order, [s["per_class"][c]["precision"] for c in order],
+                                             [s["per_class"][c]["sensitivity"] for c in order],
+                                             folder / "per_class.png"),
+    }
+    for name, curves in scores.curves.items():
+        pictures[f"roc_{name}.png"] = plots.roc_png(curves, f"P({name}) ROC, {len(curves)} folds",
+                                                    folder / f"roc_{name}.png")
+    tables = report_tables(scores, synthetic=synthetic)
+    title = f"raycells report: {scores.run_dir.name}"
+    with atomic_path(folder / "report.md") as tmp:
+        tmp.write_text(_markdown(title, tables, pictures))
+    with atomic_path(folder / "report.html") as tmp:
+        tmp.write_text(_html(title, tables, pictures))
+    write_json(folder / "metrics.json", _json_ready({
+        "run_dir": str(scores.run_dir), "classes": scores.classes, "scheme": scores.scheme,
+        "folds": scores.folds, "missing_folds": scores.missing, "threshold": scores.threshold,
+        "synthetic": synthetic, "summary": s, "per_fold": scores.per_fold,
+        "confusion": scores.confusion.tolist(), "plan_id": scores.plan_id,
+        "paper": {"citation": paper.CITATION, "per_class": paper.PER_CLASS, "group_auc": paper.GROUP_AUC}
+        if scores.scheme == "aml" else None}))
+    rows = []
+    for code in order:
+        row = {"class": code}
+        for score in ("precision", "sensitivity", "f1", "roc_auc"):
+            value = s["per_class"][code][score]
+            row[f"{score}_mean"], row[f"{score}_std"] = value if value else (None, None)
+        row["images"] = s["per_class"][code]["support"]
+        rows.append(row)
+    with atomic_path(folder / "per_class.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return {"report.md": folder / "report.md", "report.html": folder / "report.html",
+            "metrics.json": folder / "metrics.json", "per_class.csv": folder / "per_class.csv",
+            **pictures}
+
+
+def pm(value: tuple[float, float] | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def diff(ours: tuple[float, float] | None, theirs: tuple[float, float], digits: int = 2) -> str:
+    return "n/a" if ours is None else f"{ours[0] - theirs[0]:+.{digits}f}"
+
+
+def _markdown(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
+    lines = [f"# {title}", ""]
+    for table in tables:
+        lines += [f"## {table.title}", ""]
+        if table.note:
+            lines += [table.note, ""]
+        lines.append("| " + " | ".join(table.headers) + " |")
+        lines.append("|" + "---|" * len(table.headers))
+        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        lines.append("")
+    lines += ["## Pictures", ""] + [f"![{name}]({name})" for name in pictures] + [""]
+    return "\n".join(lines)
+
+
+def _html(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child"
+             "{text-align:left}img{max-width:100%;margin:1em 0}</style></head><body>",
+             f"<h1>{e(title)}</h1>"]
+    for table in tables:
+        parts.append(f"<h2>{e(table.title)}</h2>")
+        if table.note:
+            parts.append(f"<p>{e(table.note)}</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in table.headers) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in table.rows]
+        parts.append("</table>")
+    parts.append("<h2>Pictures</h2>")
+    for name, path in pictures.items():
+        data = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<figure><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{e(name)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value

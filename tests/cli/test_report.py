@@ -1,0 +1,30 @@
+from PIL import Image
+from typer.testing import CliRunner
+
+from raycells.cli.main import app
+
+runner = CliRunner()
+
+
+def test_report_writes_every_format_and_compares_with_the_paper(tmp_path, prediction_run):
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.2, 0.1, 0.7])]
+    run = prediction_run(tmp_path, {0: fold, 1: fold}, total=3)
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    report = run / "report"
+    for name in ("report.md", "report.html", "metrics.json", "per_class.csv", "confusion_counts.png",
+                 "confusion_normalised.png", "per_class.png", "roc_blast.png", "roc_atypical.png"):
+        assert (report / name).is_file(), name
+    for name in ("confusion_counts.png", "per_class.png", "roc_blast.png"):
+        with Image.open(report / name) as image:
+            assert image.format == "PNG" and image.width >= 400 and image.height >= 300
+    markdown = (report / "report.md").read_text()
+    for code in ("MOB", "MYO", "NGS"):
+        assert f"| {code} |" in markdown
+    assert "missing folds: 2" in markdown and "Against Matek et al. 2019" in markdown
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "config.json" in result.output
