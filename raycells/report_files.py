@@ -71,6 +71,42 @@ def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
     return tables
 
 
+def comparison_tables(comparisons) -> list[Table]:
+    """Side-by-side tables of each comparison (from raycells.compare)."""
+    tables = []
+    for c in comparisons:
+        a, b = c.baseline.run_dir.name, c.other.run_dir.name
+        how = (f"Same fold plan: paired t-test across folds {', '.join(map(str, c.folds))} "
+               "(two-sided)." if c.paired else
+               "Different fold plans: shown side by side, not paired (no p-values).")
+        headers = ["score", a, b, "difference", "p (paired t)"]
+        rows = [[key.replace("_", " "), f"{e['baseline']:.3f}", f"{e['other']:.3f}",
+                 f"{e['difference']:+.3f}", _p(e["p_value"])] for key, e in c.overall.items()]
+        tables.append(Table(f"{b} against {a}: overall (means over folds)", headers, rows, note=how))
+        rows = [[f"{code} {score}", f"{e['baseline']:.3f}", f"{e['other']:.3f}",
+                 f"{e['difference']:+.3f}", _p(e["p_value"])]
+                for code, scores in c.per_class.items() for score, e in scores.items()]
+        tables.append(Table(f"{b} against {a}: per class", headers, rows))
+    return tables
+
+
+def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
+    """comparison.md and comparison.json in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "comparison.md") as tmp:
+        tmp.write_text(_markdown("raycells comparison", comparison_tables(comparisons), {}))
+    write_json(folder / "comparison.json", [{
+        "baseline": str(c.baseline.run_dir), "other": str(c.other.run_dir), "paired": c.paired,
+        "test": "paired t-test (scipy.stats.ttest_rel), two-sided" if c.paired else None,
+        "folds": c.folds, "overall": c.overall, "per_class": c.per_class} for c in comparisons])
+    return {"comparison.md": folder / "comparison.md", "comparison.json": folder / "comparison.json"}
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = False) -> dict[str, Path]:
     """Write report.md, report.html, metrics.json, per_class.csv and the PNGs; return their paths."""
     folder = Path(folder)
@@ -136,7 +172,8 @@ def _markdown(title: str, tables: list[Table], pictures: dict[str, Path]) -> str
         lines.append("|" + "---|" * len(table.headers))
         lines += ["| " + " | ".join(row) + " |" for row in table.rows]
         lines.append("")
-    lines += ["## Pictures", ""] + [f"![{name}]({name})" for name in pictures] + [""]
+    if pictures:
+        lines += ["## Pictures", ""] + [f"![{name}]({name})" for name in pictures] + [""]
     return "\n".join(lines)
 
 

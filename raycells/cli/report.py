@@ -8,24 +8,39 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
+from ..compare import compare
 from ..report import score_run
-from ..report_files import report_tables, write_report
+from ..report_files import comparison_tables, report_tables, write_comparison, write_report
 from ..rundir import RunDir
 from .common import console, reported_errors
 
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `raycells cv`.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `raycells cv`; with several, each is compared with the first.")],
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability threshold for the blast and atypical sensitivity and specificity.")] = 0.5,
 ) -> None:
     """Tables and pictures like Matek et al. 2019 from a run directory (finished or not): per-class
     precision and sensitivity as mean ± std over folds, blast and atypical ROC AUC, confusion
     matrices, and the paper's table beside ours for the AML scheme."""
     with reported_errors():
-        scores = score_run(run_dir, threshold=threshold)
-        synthetic = bool(RunDir(run_dir).read_config().get("data", {}).get("synthetic"))
-        written = write_report(scores, RunDir(run_dir).report, synthetic=synthetic)
-    for table in report_tables(scores, synthetic=synthetic):
+        runs = []
+        for run_dir in run_dirs:
+            scores = score_run(run_dir, threshold=threshold)
+            synthetic = bool(RunDir(run_dir).read_config().get("data", {}).get("synthetic"))
+            written = write_report(scores, RunDir(run_dir).report, synthetic=synthetic)
+            runs.append(scores)
+            if len(run_dirs) == 1:
+                _print(report_tables(scores, synthetic=synthetic))
+            console.print(f"Report of {run_dir} written to {RunDir(run_dir).report}: {', '.join(written)}")
+        if len(runs) > 1:
+            comparisons = compare(runs)
+            _print(comparison_tables(comparisons))
+            written = write_comparison(comparisons, RunDir(run_dirs[0]).report)
+            console.print(f"Comparison written to {RunDir(run_dirs[0]).report}: {', '.join(written)}")
+
+
+def _print(tables) -> None:
+    for table in tables:
         rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
                                caption_justify="left")
         for index, header in enumerate(table.headers):
@@ -33,4 +48,3 @@ def report(
         for row in table.rows:
             rich_table.add_row(*row)
         console.print(rich_table)
-    console.print(f"Report written to {RunDir(run_dir).report}: {', '.join(written)}")

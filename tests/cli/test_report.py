@@ -28,3 +28,15 @@ def test_report_writes_every_format_and_compares_with_the_paper(tmp_path, predic
 def test_report_of_a_folder_that_is_not_a_run(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "config.json" in result.output
+
+
+def test_two_runs_on_one_fold_plan_are_compared_and_paired(tmp_path, prediction_run):
+    good = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    worse = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    a = prediction_run(tmp_path / "a", {0: good, 1: good, 2: worse})
+    b = prediction_run(tmp_path / "b", {0: worse, 1: worse, 2: worse})
+    result = runner.invoke(app, ["report", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    text = (a / "report" / "comparison.md").read_text()
+    assert "paired t-test" in text and "| accuracy |" in text
+    assert (b / "report" / "report.md").is_file()
