@@ -32,6 +32,8 @@ def test_scores_match_hand_computation(tmp_path, prediction_run):
     assert scores.per_fold[1]["groups"]["blast"]["specificity"] == 1.0
     # fold 0: blasts 0.9, 0.9 against 0.2 and 0.7 -> AUC 1; the NGS at 0.7 is called a blast
     assert scores.per_fold[0]["groups"]["blast"]["specificity"] == 0.5
+    # of the atypical classes only MYO and MOB occur here, so P(atypical) = P(blast)
+    assert scores.per_fold[0]["groups"]["atypical"] == scores.per_fold[0]["groups"]["blast"]
     assert scores.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 3]]
 
 

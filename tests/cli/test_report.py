@@ -15,9 +15,13 @@ def test_report_writes_every_format_and_compares_with_the_paper(tmp_path, predic
     for name in ("report.md", "report.html", "metrics.json", "per_class.csv", "confusion_counts.png",
                  "confusion_normalised.png", "per_class.png", "roc_blast.png", "roc_atypical.png"):
         assert (report / name).is_file(), name
-    for name in ("confusion_counts.png", "per_class.png", "roc_blast.png"):
+    expected = {"confusion_counts.png": (500, 500), "confusion_normalised.png": (500, 500),
+                "per_class.png": (600, 400), "roc_blast.png": (500, 500), "roc_atypical.png": (500, 500)}
+    for name, size in expected.items():
         with Image.open(report / name) as image:
-            assert image.format == "PNG" and image.width >= 400 and image.height >= 300
+            assert image.format == "PNG" and image.size == size, name
+    per_class = (report / "per_class.csv").read_text().splitlines()
+    assert per_class[0].startswith("class,precision_mean,precision_std") and len(per_class) == 4
     markdown = (report / "report.md").read_text()
     for code in ("MOB", "MYO", "NGS"):
         assert f"| {code} |" in markdown
