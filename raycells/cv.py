@@ -71,6 +71,9 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
     restricts training to those folds (the others are left for a later call)."""
     emit = events or (lambda kind, **info: None)
+    wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
+    if any(not 0 <= k < experiment.folds for k in wanted):
+        raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
     run = RunDir(out)
     manifest, plan = _prepare(run, experiment, placement, manifest, resume)
     classes = sorted(plan["label"].unique())
@@ -80,9 +83,6 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     _init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
-    wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
-    if any(not 0 <= k < experiment.folds for k in wanted):
-        raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
     todo = [k for k in wanted if not run.fold_finished(k)]
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:

@@ -96,10 +96,14 @@ def train_fold(config: dict[str, Any]) -> None:
     local_batch = max(1, experiment.batch_size // world)
     val_batches = None  # this worker's share of the validation images, read once
     total_steps = experiment.epochs * config["steps_per_epoch"]
+    lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
     for epoch in range(state["epoch"] + 1, experiment.epochs):
         model.train()
-        seen = torch.zeros(len(classes), dtype=torch.long)
-        loss_sum, correct, count, start = 0.0, 0, 0, time.perf_counter()
+        # Running sums stay on the device: reading them every step would stall a GPU.
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
+        seen = torch.zeros(len(classes), dtype=torch.long, device=device)
+        count, start = 0, time.perf_counter()
+        last_post = start
         shard = ray.train.get_dataset_shard("train")
         batches = shard.iter_torch_batches(
             batch_size=local_batch, device=device, drop_last=True,
@@ -118,17 +122,21 @@ def train_fold(config: dict[str, Any]) -> None:
             scaler.step(optimizer)
             scaler.update()
             state["step"] += 1
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            sums[0] += loss.detach().double() * len(y)
+            sums[1] += (logits.argmax(1) == y).sum()
+            seen += torch.bincount(y, minlength=len(classes))
             count += len(y)
-            seen += torch.bincount(y.cpu(), minlength=len(classes))
-            if rank == 0 and index % 5 == 0:
-                board.post.remote(fold, phase="train", epoch=epoch + 1, epochs=experiment.epochs,
-                                  batch=index + 1, batches=config["steps_per_epoch"],
-                                  loss=loss_sum / count,
-                                  images_per_s=count * world / (time.perf_counter() - start))
+            if rank == 0 and time.perf_counter() - last_post > 1.0:
+                last_post = time.perf_counter()
+                _post_train(board, fold, epoch, experiment.epochs, index + 1,
+                            config["steps_per_epoch"], sums[0].item() / count,
+                            count * world / (time.perf_counter() - start))
         train_seconds = time.perf_counter() - start
-        totals = _sum_across([loss_sum, correct, count], device)
+        if rank == 0 and count:
+            _post_train(board, fold, epoch, experiment.epochs, count // local_batch,
+                        config["steps_per_epoch"], sums[0].item() / count,
+                        count * world / train_seconds)
+        totals = _sum_across(sums.tolist() + [count], device)
         seen = _sum_across(seen.tolist(), device)
 
         if rank == 0:
@@ -169,6 +177,12 @@ def train_fold(config: dict[str, Any]) -> None:
                                  checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
         else:
             ray.train.report(metrics)
+
+
+def _post_train(board, fold: int, epoch: int, epochs: int, batch: int, batches: int,
+                loss: float, images_per_s: float) -> None:
+    board.post.remote(fold, phase="train", epoch=epoch + 1, epochs=epochs, batch=batch,
+                      batches=batches, loss=loss, images_per_s=images_per_s)
 
 
 def _my_share(shard, rank: int, world: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
