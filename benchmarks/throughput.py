@@ -97,7 +97,8 @@ def main() -> None:
         manifest.frame = manifest.frame.sample(n=args.limit, random_state=0).reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_cv(Path(tmp) / "run", experiment, placement, manifest=manifest, only_folds=[0])
-        ray_rates = pd.read_csv(result.run_dir / "fold-0" / "history.csv")["images_per_s"].tolist()
+        history = pd.read_csv(result.run_dir / "fold-0" / "history.csv")
+        ray_rates = history["images_per_s"].tolist()
         plan = pd.read_parquet(result.run_dir / "folds.parquet")
 
     classes = sorted(plan["label"].unique())
@@ -116,6 +117,8 @@ def main() -> None:
         "ratio": round(ray_median / plain_median, 3),
         "ray_per_epoch": [round(r, 1) for r in ray_rates],
         "plain_per_epoch": [round(r, 1) for r in plain_rates],
+        "ray_train_seconds": history["train_seconds"].round(2).tolist(),
+        "ray_data_wait_seconds": history["data_wait_seconds"].round(2).tolist(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                    + (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"),
     }))

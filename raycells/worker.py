@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,9 @@ def train_fold(config: dict[str, Any]) -> None:
                                       weight_decay=experiment.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
     augmenter = Augmenter(experiment.augment).to(device) if experiment.augment.enabled else None
-    loss_fn = nn.CrossEntropyLoss()
+    weights = config["loss_weights"]
+    loss_fn = nn.CrossEntropyLoss(
+        weight=None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device))
 
     state = {"epoch": -1, "step": 0, "history": [], "best": None, "restored_from": []}
     checkpoint = ray.train.get_checkpoint()
@@ -94,20 +98,20 @@ def train_fold(config: dict[str, Any]) -> None:
         state["restored_from"] = state["restored_from"] + [saved["epoch"] + 1]  # epochs done
 
     local_batch = max(1, experiment.batch_size // world)
+    shard = ray.train.get_dataset_shard("train")
+    upcoming = None  # the next epoch's batches, already on their way
     val_batches = None  # this worker's share of the validation images, read once
     total_steps = experiment.epochs * config["steps_per_epoch"]
     lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
     for epoch in range(state["epoch"] + 1, experiment.epochs):
+        upcoming = upcoming or EpochBatches(shard, local_batch, device)
         model.train()
         # Running sums stay on the device: reading them every step would stall a GPU.
         sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
         seen = torch.zeros(len(classes), dtype=torch.long, device=device)
         count, start = 0, time.perf_counter()
         last_post = start
-        shard = ray.train.get_dataset_shard("train")
-        batches = shard.iter_torch_batches(
-            batch_size=local_batch, device=device, drop_last=True,
-            local_shuffle_buffer_size=max(4 * local_batch, 256))
+        batches, upcoming = upcoming, None
         for index, batch in enumerate(batches):
             lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
             for group in optimizer.param_groups:
@@ -132,6 +136,8 @@ def train_fold(config: dict[str, Any]) -> None:
                             config["steps_per_epoch"], sums[0].item() / count,
                             count * world / (time.perf_counter() - start))
         train_seconds = time.perf_counter() - start
+        if epoch + 1 < experiment.epochs:
+            upcoming = EpochBatches(shard, local_batch, device)  # starts while this epoch validates
         if rank == 0 and count:
             _post_train(board, fold, epoch, experiment.epochs, count // local_batch,
                         config["steps_per_epoch"], sums[0].item() / count,
@@ -153,7 +159,8 @@ def train_fold(config: dict[str, Any]) -> None:
             "val_loss": val_loss, "val_accuracy": scores["accuracy"],
             "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
             "train_images": int(totals[2]), "images_per_s": totals[2] / max(train_seconds, 1e-9),
-            "train_seconds": train_seconds, "val_seconds": val_seconds, "ended_at": time.time(),
+            "train_seconds": train_seconds, "data_wait_seconds": batches.waited,
+            "val_seconds": val_seconds, "ended_at": time.time(),
             "seen_per_class": {code: int(n) for code, n in zip(classes, seen)},
         }
         state["history"].append(record)
@@ -177,6 +184,39 @@ def train_fold(config: dict[str, Any]) -> None:
                                  checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
         else:
             ray.train.report(metrics)
+
+
+class EpochBatches:
+    """One epoch of training batches from this worker's shard of the training dataset.
+
+    The pipeline starts at construction, in a background thread that fetches the first batch:
+    Ray Data takes seconds to start an epoch, and this way that start-up overlaps whatever the
+    worker does next (validating and checkpointing the previous epoch). `waited` adds up the
+    seconds the training loop then spent waiting for batches."""
+
+    def __init__(self, shard, batch_size: int, device: torch.device):
+        self._batches = iter(shard.iter_torch_batches(
+            batch_size=batch_size, device=device, drop_last=True,
+            local_shuffle_buffer_size=max(4 * batch_size, 256)))
+        self._first: Future = Future()
+        threading.Thread(target=self._fetch_first, daemon=True).start()
+        self.waited = 0.0
+
+    def _fetch_first(self) -> None:
+        try:
+            self._first.set_result(next(self._batches, None))
+        except BaseException as error:  # raised in the training loop
+            self._first.set_exception(error)
+
+    def __iter__(self):
+        asked = time.perf_counter()
+        batch = self._first.result()
+        while batch is not None:
+            self.waited += time.perf_counter() - asked
+            yield batch
+            asked = time.perf_counter()
+            batch = next(self._batches, None)
+        self.waited += time.perf_counter() - asked
 
 
 def _post_train(board, fold: int, epoch: int, epochs: int, batch: int, batches: int,
