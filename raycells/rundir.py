@@ -6,6 +6,7 @@
       folds.parquet      fold (and inner validation membership) of every image
       fold-<k>/          checkpoint/, history.csv, predictions.parquet, metrics.json
       report/            written by `raycells report`
+      ray.log            Ray's own messages while the CLI ran (kept off the terminal)
 
 A fold is finished when its metrics.json exists (written last, atomically).
 """
@@ -39,6 +40,7 @@ class RunDir:
     manifest = property(lambda self: self.path / "manifest.parquet")
     folds = property(lambda self: self.path / "folds.parquet")
     report = property(lambda self: self.path / "report")
+    ray_log = property(lambda self: self.path / "ray.log")
 
     def fold(self, k: int) -> Path:
         return self.path / f"fold-{k}"

@@ -3,6 +3,10 @@ and finding the dataset a command should work on."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +40,48 @@ def reported_errors() -> Iterator[None]:
     except RaycellsError as error:
         status.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@contextmanager
+def ray_messages_to(log: Path) -> Iterator[None]:
+    """Send Ray's own messages to the file `log` while the block runs; the consoles keep the
+    terminal. Ray's C++ core writes straight to file descriptor 2 and its log listener prints
+    raylet warnings to sys.stdout, none of which a user of the CLI needs to read. The messages
+    are collected in a temporary file and added to `log` at the end if its folder exists by
+    then (a run that could not start leaves nothing behind)."""
+    out, err = sys.stdout, sys.stderr
+    out.flush()
+    err.flush()
+    terminal_err = _own_handle(err)
+    saved_fd = os.dup(2)
+    console.file, status.file = out, terminal_err
+    with tempfile.TemporaryFile("w+", buffering=1) as sink:
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = sink
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            console.file = status.file = None  # back to following sys.stdout / sys.stderr
+            if terminal_err is not err:
+                terminal_err.close()
+            if log.parent.is_dir():
+                sink.seek(0)
+                with open(log, "a") as kept:
+                    shutil.copyfileobj(sink, kept)
+
+
+def _own_handle(stream):
+    """`stream`, or a new handle on its terminal when it writes to file descriptor 2 (which is
+    about to be redirected)."""
+    try:
+        if stream.fileno() != 2:
+            return stream
+    except (AttributeError, OSError, ValueError):
+        return stream  # a test runner's capture object
+    return open(os.dup(2), "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8")
 
 
 def new_progress(description: str) -> tuple[Progress, Any]:

@@ -15,9 +15,11 @@ from rich.table import Table
 
 from ..cv import CvResult, run_cv
 from ..errors import RaycellsError
+from ..rundir import RunDir
 from ..schemes import scheme_for
 from ..settings import build_settings
-from .common import console, dataset_path, load_dataset, new_progress, reported_errors, status
+from .common import (console, dataset_path, load_dataset, new_progress, ray_messages_to,
+                     reported_errors, status)
 
 
 def cv(
@@ -32,6 +34,7 @@ def cv(
     optimizer: Annotated[Optional[str], typer.Option(help="adamw or sgd (cpu preset: adamw).", show_default=False)] = None,
     schedule: Annotated[Optional[str], typer.Option(help="onecycle, cosine or constant (cpu preset: onecycle).", show_default=False)] = None,
     augment: Annotated[Optional[str], typer.Option(help='"off", or settings such as "rotate=1,flip=0.5,noise=0.3,noise_std=0.03,brightness=0.5,contrast=0.5".', show_default=False)] = None,
+    sampling: Annotated[Optional[str], typer.Option(help='Per-epoch class balancing: none (default), oversample, sqrt or class-weighted, with parameters for oversample: "oversample,target=10000,cap=20" (target default: the largest class).', show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for folds, weights, sampling and augmentation (default: 0).", show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Initial weights (state dict or raycells checkpoint).", show_default=False)] = None,
     drop_small_classes: Annotated[bool, typer.Option("--drop-small-classes", help="Leave out classes with fewer images than folds.")] = False,
@@ -54,6 +57,7 @@ def cv(
              "address": address}
     with reported_errors():
         flags["augment"] = _parse_augment(augment)
+        flags["sampling"] = _parse_sampling(sampling)
         if resume:
             if out is None:
                 raise RaycellsError("--resume needs --out: the run directory to continue.")
@@ -70,8 +74,9 @@ def cv(
             manifest = load_dataset(path)
         display = _Display()
         try:
-            result = run_cv(out, experiment, placement, manifest=manifest, resume=resume,
-                            events=display.event)
+            with ray_messages_to(RunDir(out).ray_log):
+                result = run_cv(out, experiment, placement, manifest=manifest, resume=resume,
+                                events=display.event)
         except KeyboardInterrupt:
             display.close()
             status.print(f"[yellow]Interrupted.[/] Finished folds and checkpoints are kept: "
@@ -97,6 +102,23 @@ def _parse_augment(text: str | None) -> Any:
             values[key.strip()] = float(value)
         except ValueError:
             raise RaycellsError(f"--augment: {key.strip()} needs a number, not {value!r}.") from None
+    return values
+
+
+def _parse_sampling(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    policy, *parameters = [part.strip() for part in text.split(",")]
+    values: dict[str, Any] = {"policy": policy}
+    for part in parameters:
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("target", "cap"):
+            raise RaycellsError(f'--sampling {text!r}: expected a policy, then target= or cap=, '
+                                'such as "oversample,target=10000,cap=20".')
+        try:
+            values[key] = int(value) if key == "target" else float(value)
+        except ValueError:
+            raise RaycellsError(f"--sampling: {key} needs a number, not {value!r}.") from None
     return values
 
 
@@ -140,7 +162,8 @@ class _Display:
     def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
         where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
         status.print(f"Each fold: {workers} worker(s) x {where}; {concurrent_folds} fold(s) at a time.")
-        self._live = Live(self._table(), console=status, refresh_per_second=4, transient=False)
+        self._live = Live(self._table(), console=status, refresh_per_second=4, transient=False,
+                          redirect_stdout=False, redirect_stderr=False)
         self._live.start()
 
     def _on_fold_skipped(self, fold) -> None:
