@@ -29,7 +29,6 @@ from .manifest import Manifest, read_manifest, write_manifest
 from .metrics import fold_metrics, summarize_folds
 from .predict import load_checkpoint, predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
-from .sampling import sampling_policy
 from .settings import Experiment, Placement, as_dict, differences, settings_from_dict
 
 Events = Callable[..., None]
@@ -216,9 +215,9 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     emit("fold_started", fold=fold)
     parts = fold_parts(plan, fold)
     class_counts = np.bincount(labels[parts["train"]], minlength=len(classes))
-    policy = sampling_policy(experiment.sampling)
-    expected = policy.expected_copies(class_counts)
-    copies = None if experiment.sampling == "none" else expected[labels]
+    expected = experiment.sampling.expected_copies(class_counts)
+    copies = expected[labels] if experiment.sampling.resamples else None
+    loss_weights = experiment.sampling.loss_weights(class_counts)
     images_per_epoch = float((class_counts * expected).sum())
     steps = max(1, int(images_per_epoch // experiment.batch_size))
     fold_dir = run.fold(fold)
@@ -227,6 +226,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
         train_loop_config={
             "experiment": as_dict(experiment), "fold": fold, "classes": classes, "board": board,
             "threads": resources.threads, "steps_per_epoch": steps,
+            "loss_weights": None if loss_weights is None else loss_weights.tolist(),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
@@ -253,8 +253,10 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
         rows, probs = predict_rows(checkpoint_file, cache, experiment.image_size, labels,
                                    parts["test"], use_gpu=resources.gpus_per_worker > 0,
                                    threads=resources.threads)
-    history = pd.DataFrame([{k: v for k, v in epoch.items() if k != "seen_per_class"}
-                            for epoch in state["history"]])
+    history = pd.DataFrame([
+        {**{k: v for k, v in epoch.items() if k != "seen_per_class"},
+         **{f"seen_{code}": n for code, n in epoch["seen_per_class"].items()}}
+        for epoch in state["history"]])
     with atomic_path(fold_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
     predictions = predictions_frame(plan, classes, rows, probs, fold)

@@ -1,34 +1,76 @@
-"""The per-epoch sampling hook: which training images an epoch sees, and how many copies of each.
+"""The per-epoch sampling hook: which training images an epoch sees, how many copies of each, and
+how much each class weighs in the loss.
 
 A policy turns the class sizes of a fold's training part into an expected number of copies per
 image of each class; every epoch draws the actual copies afresh (the integer part always, the
 fractional part at random), so an epoch sees the expected class counts on average and a copy is
 the same image under a new random augmentation. Copies never reach disk, validation or test.
+
+- `none`: every image once.
+- `oversample`: each class up to `target` images per epoch (default: the largest class's size),
+  never fewer than one copy of each image, at most `cap` copies of one image when a cap is set.
+  Matek et al. 2019: about 10,000 images per class.
+- `sqrt`: class counts proportional to the square root of the class size, epochs as long as
+  without sampling (large classes are subsampled, small ones repeated).
+- `class-weighted`: every image once; the loss weighs each class by n / (classes * class size).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .errors import RaycellsError
+POLICIES = ("none", "oversample", "sqrt", "class-weighted")
 
 
-class NoSampling:
-    """Every training image once per epoch."""
+@dataclass(frozen=True)
+class Sampling:
+    """A sampling policy and its parameters (see the module description)."""
 
-    name = "none"
+    policy: str = "none"
+    target: int | None = None
+    """oversample: images per class per epoch; None means the largest class's size."""
+    cap: float | None = None
+    """oversample: most copies of one image per epoch; None means no cap."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"sampling = {self.policy!r} is not valid: expected {', '.join(POLICIES)}")
+        if self.target is not None and self.target < 1:
+            raise ValueError(f"sampling target = {self.target!r} is not valid: expected at least 1")
+        if self.cap is not None and self.cap < 1:
+            raise ValueError(f"sampling cap = {self.cap!r} is not valid: expected at least 1")
 
     def expected_copies(self, class_counts: np.ndarray) -> np.ndarray:
-        return np.ones(len(class_counts))
+        """Expected copies per epoch of one image of each class (classes without images: 0)."""
+        counts = np.asarray(class_counts, dtype=float)
+        present = counts > 0
+        copies = np.where(present, 1.0, 0.0)
+        if self.policy == "oversample":
+            target = self.target if self.target is not None else counts.max()
+            copies[present] = np.maximum(1.0, target / counts[present])
+            if self.cap is not None:
+                copies = np.minimum(copies, self.cap)
+        elif self.policy == "sqrt":
+            roots = np.sqrt(counts)
+            copies[present] = counts.sum() * roots[present] / roots.sum() / counts[present]
+        return copies
 
+    def loss_weights(self, class_counts: np.ndarray) -> np.ndarray | None:
+        """Per-class loss weights, or None for an unweighted loss."""
+        if self.policy != "class-weighted":
+            return None
+        counts = np.asarray(class_counts, dtype=float)
+        present = counts > 0
+        weights = np.zeros_like(counts)
+        weights[present] = counts.sum() / (present.sum() * counts[present])
+        return weights
 
-POLICIES = {policy.name: policy for policy in (NoSampling,)}
-
-
-def sampling_policy(name: str):
-    if name not in POLICIES:
-        raise RaycellsError(f"unknown sampling policy {name!r}: choose one of {', '.join(POLICIES)}")
-    return POLICIES[name]()
+    @property
+    def resamples(self) -> bool:
+        """Whether epochs differ from one pass over the training images."""
+        return self.policy in ("oversample", "sqrt")
 
 
 def draw_copies(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:

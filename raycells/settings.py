@@ -15,10 +15,10 @@ from typing import Any
 
 from .augment import AugmentSettings
 from .errors import RaycellsError
+from .sampling import Sampling
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
-SAMPLING = ("none",)
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class Experiment:
     """Share of each training part held out as inner validation."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
-    sampling: str = "none"
-    """Which training images (and how many copies) each epoch sees."""
+    sampling: Sampling = field(default_factory=Sampling)
+    """Which training images (and how many copies) each epoch sees, or a class-weighted loss."""
     weights: str | None = None
     """Initial weights file (a state dict or raycells checkpoint); None trains from scratch."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
@@ -68,7 +68,6 @@ class Experiment:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
-        _check(self.sampling in SAMPLING, "sampling", self.sampling, ", ".join(SAMPLING))
         from .models import model_names  # torchvision import deferred until settings are built
 
         _check(self.model in model_names(), "model", self.model, ", ".join(model_names()))
@@ -109,7 +108,9 @@ in Matek et al. 2019; for GPUs). Without a preset, runs on the demo data use `de
 def build_settings(*, preset: str | None = None, config_file: str | Path | None = None,
                    flags: dict[str, Any] | None = None) -> tuple[Experiment, Placement]:
     """Merge defaults, a preset (`preset`, else the file's "preset", else cpu, or demo when no
-    dataset is named), `config_file` and `flags` (None values are ignored), in that order. Keys may be any Experiment or Placement field; augmentation keys go under "augment"."""
+    dataset is named), `config_file` and `flags` (None values are ignored), in that order. Keys
+    may be any Experiment or Placement field; augmentation keys go under "augment", sampling keys
+    under "sampling" (or "sampling" names just the policy)."""
     values: dict[str, Any] = {}
     file_values = read_config_file(config_file) if config_file else {}
     file_preset = file_values.pop("preset", None)
@@ -123,6 +124,9 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
                 base = values.get("augment", {})
                 base = dataclasses.asdict(AugmentSettings.off()) if base == "off" else base
                 values["augment"] = {**base, **value}
+            elif key == "sampling" and isinstance(value, dict):
+                base = values.get("sampling", {})
+                values["sampling"] = {**({"policy": base} if isinstance(base, str) else base), **value}
             else:
                 values[key] = value
     return settings_from_dict(values, origin=str(config_file) if config_file else "the settings")
@@ -148,6 +152,13 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
             if unknown_aug:
                 raise ValueError(f"unknown augment settings {', '.join(sorted(unknown_aug))}")
             experiment["augment"] = AugmentSettings(**augment)
+        sampling = experiment.pop("sampling", None)
+        if sampling is not None:
+            sampling = {"policy": sampling} if isinstance(sampling, str) else sampling
+            unknown_sampling = set(sampling) - {f.name for f in fields(Sampling)}
+            if unknown_sampling:
+                raise ValueError(f"unknown sampling settings {', '.join(sorted(unknown_sampling))}")
+            experiment["sampling"] = Sampling(**sampling)
         return (Experiment(**experiment),
                 Placement(**{k: v for k, v in values.items() if k in placement_keys}))
     except (TypeError, ValueError) as error:
@@ -155,7 +166,7 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
 
 
 def as_dict(settings: Experiment | Placement) -> dict[str, Any]:
-    """Plain JSON-ready dict of a settings object (augmentation nested)."""
+    """Plain JSON-ready dict of a settings object (augmentation and sampling nested)."""
     return dataclasses.asdict(settings)
 
 

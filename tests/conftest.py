@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from raycells.index import index_dataset
+from raycells.manifest import Manifest, write_manifest
 from raycells.rundir import RunDir, write_plan
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -70,3 +71,21 @@ def prediction_run():
         return run.path
 
     return build
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
+    """A manifest of 12 real images per PBC class."""
+    frame = pbc_manifest.frame.groupby("label").head(12).reset_index(drop=True)
+    path = tmp_path_factory.mktemp("data") / "small.parquet"
+    write_manifest(Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path)
+    return path

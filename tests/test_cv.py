@@ -15,28 +15,10 @@ import pandas as pd
 import pytest
 
 from raycells.cv import run_cv
-from raycells.manifest import Manifest, read_manifest, write_manifest
+from raycells.manifest import read_manifest
 from raycells.settings import build_settings
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "lr": 0.01, "folds": 2, "epochs": 2}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
-    """A manifest of 12 real images per PBC class."""
-    frame = pbc_manifest.frame.groupby("label").head(12).reset_index(drop=True)
-    path = tmp_path_factory.mktemp("data") / "small.parquet"
-    write_manifest(Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path)
-    return path
 
 
 def _settings(**overrides):

@@ -4,6 +4,7 @@ import pytest
 
 from raycells.augment import AugmentSettings
 from raycells.errors import RaycellsError
+from raycells.sampling import Sampling
 from raycells.settings import build_settings, differences
 
 
@@ -46,3 +47,17 @@ def test_differences_name_the_changed_fields():
     b, _ = build_settings(flags={"data": "x", "epochs": 2, "augment": {"noise": 0.0}})
     assert differences(a, b) == ["augment.noise: 0.3 -> 0.0", "epochs: 15 -> 2"]
     assert differences(a, a) == []
+
+
+def test_sampling_from_a_name_a_table_and_flags(tmp_path):
+    (tmp_path / "c.toml").write_text('sampling = "oversample"\n')
+    (tmp_path / "d.toml").write_text('[sampling]\npolicy = "oversample"\ntarget = 500\n')
+    assert build_settings(config_file=tmp_path / "c.toml")[0].sampling == Sampling("oversample")
+    merged = build_settings(config_file=tmp_path / "d.toml", flags={"sampling": {"cap": 4.0}})[0]
+    assert merged.sampling == Sampling("oversample", target=500, cap=4.0)
+    renamed = build_settings(config_file=tmp_path / "c.toml", flags={"sampling": {"policy": "sqrt"}})[0]
+    assert renamed.sampling == Sampling("sqrt")
+    with pytest.raises(RaycellsError, match="unknown sampling settings goal"):
+        build_settings(flags={"sampling": {"policy": "oversample", "goal": 3}})
+    a, b = build_settings()[0], build_settings(flags={"sampling": {"policy": "sqrt"}})[0]
+    assert differences(a, b) == ["sampling.policy: 'none' -> 'sqrt'"]

@@ -1,0 +1,84 @@
+"""Sampling policies: expected class counts per epoch, and what the Ray Data pipeline draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raycells.cache import image_cache
+from raycells.folds import fold_parts, make_folds
+from raycells.manifest import read_manifest
+from raycells.pipeline import part_dataset
+from raycells.sampling import Sampling, draw_copies
+
+COUNTS = np.array([100, 10, 1])
+
+
+def per_class(sampling: Sampling, counts=COUNTS) -> np.ndarray:
+    return counts * sampling.expected_copies(counts)
+
+
+def test_each_policy_gives_its_class_counts():
+    assert per_class(Sampling()).tolist() == [100, 10, 1]
+    assert per_class(Sampling("oversample")).tolist() == [100, 100, 100]
+    assert per_class(Sampling("oversample", target=50)).tolist() == [100, 50, 50]
+    assert per_class(Sampling("oversample", cap=20)).tolist() == [100, 100, 20]
+    sqrt = per_class(Sampling("sqrt"))
+    assert sqrt.sum() == pytest.approx(111)
+    assert sqrt / sqrt[2] == pytest.approx([10, np.sqrt(10), 1])
+    assert per_class(Sampling("class-weighted")).tolist() == [100, 10, 1]
+
+
+def test_only_class_weighting_weighs_the_loss():
+    weights = Sampling("class-weighted").loss_weights(np.array([100, 10, 1, 0]))
+    assert weights == pytest.approx([111 / 300, 111 / 30, 111 / 3, 0])
+    for policy in ("none", "oversample", "sqrt"):
+        assert Sampling(policy).loss_weights(COUNTS) is None
+
+
+def test_a_class_without_training_images_gets_no_copies():
+    for policy in ("oversample", "sqrt"):
+        copies = Sampling(policy).expected_copies(np.array([50, 0, 5]))
+        assert copies[1] == 0 and np.isfinite(copies).all()
+
+
+def test_drawn_copies_match_the_expectation_on_average():
+    expected = np.array([0.25, 1.0, 2.5])
+    rng = np.random.default_rng(0)
+    draws = np.array([draw_copies(expected, rng) for _ in range(4000)])
+    assert set(np.unique(draws[:, 0])) == {0, 1} and (draws[:, 1] == 1).all()
+    assert set(np.unique(draws[:, 2])) == {2, 3}
+    assert draws.mean(axis=0) == pytest.approx(expected, abs=0.03)
+
+
+def test_bad_parameters_are_refused():
+    for kwargs in ({"policy": "smote"}, {"policy": "oversample", "target": 0},
+                   {"policy": "oversample", "cap": 0.5}):
+        with pytest.raises(ValueError):
+            Sampling(**kwargs)
+
+
+def test_training_epochs_never_hold_validation_or_test_images(ray_session, small_pbc):
+    """Through Ray Data: two epochs of an oversampled training part hold only training rows, each
+    class between the whole and the rounded-up number of copies of the policy."""
+    frame = read_manifest(small_pbc).frame
+    frame = frame[~frame["label"].isin(["basophil"])].reset_index(drop=True)
+    keep = frame.groupby("label").cumcount() < frame["label"].map({"eosinophil": 3}).fillna(12)
+    frame = frame[keep].reset_index(drop=True)  # eosinophil: 3 images, the rest 12
+    plan = make_folds(frame, folds=3, seed=0, val_fraction=0.2)
+    classes = sorted(plan["label"].unique())
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    parts = fold_parts(plan, 0)
+    cache = image_cache(frame, 32)
+    counts = np.bincount(labels[parts["train"]], minlength=len(classes))
+    for sampling in (Sampling(), Sampling("oversample", target=int(counts.max()) * 2)):
+        expected = sampling.expected_copies(counts)
+        copies = expected[labels] if sampling.resamples else None
+        dataset = part_dataset(cache, 32, labels, parts["train"], copies, shuffle=True)
+        for _ in range(2):
+            rows = np.concatenate([b["row"] for b in dataset.iter_batches(batch_format="numpy")])
+            assert set(rows) == set(parts["train"]), "an epoch holds a row outside the training part"
+            seen = np.bincount(labels[rows], minlength=len(classes))
+            assert (seen >= counts * np.floor(expected)).all()
+            assert (seen <= counts * np.ceil(expected)).all()
+            assert seen.sum() > counts.sum() or not sampling.resamples
