@@ -25,7 +25,7 @@ from .cache import image_cache
 from .errors import RaycellsError
 from .files import atomic_path, write_json
 from .folds import fold_parts, make_folds, small_classes
-from .manifest import Manifest, read_manifest, write_manifest
+from .manifest import Manifest, read_manifest, training_labels, write_manifest
 from .metrics import fold_metrics, summarize_folds
 from .predict import load_checkpoint, predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
@@ -165,10 +165,11 @@ def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
                             "without --resume.")
     if manifest is None:
         raise RaycellsError("a new run needs a dataset: pass --data.")
-    dropped = small_classes(manifest.frame["label"], experiment.folds) if experiment.drop_small_classes else {}
-    plan = make_folds(manifest.frame, folds=experiment.folds, seed=experiment.seed,
+    frame = training_labels(manifest.frame, experiment.labels, manifest.root)
+    dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
+    plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
                       val_fraction=experiment.val_fraction, drop_small=experiment.drop_small_classes)
-    used = manifest.frame[~manifest.frame["label"].isin(dropped)].reset_index(drop=True)
+    used = manifest.frame[~frame["label"].isin(dropped)].reset_index(drop=True)
     used_manifest = Manifest(frame=used, root=manifest.root, layout=manifest.layout,
                              source=manifest.source, synthetic=manifest.synthetic,
                              skipped=manifest.skipped, unreadable=manifest.unreadable,
@@ -179,8 +180,8 @@ def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
         "seed": experiment.seed,
         "settings": {"experiment": as_dict(experiment), "placement": as_dict(placement)},
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
-                 "synthetic": manifest.synthetic, "images": len(used),
-                 "classes": sorted(used["label"].unique()), "dropped_classes": dropped},
+                 "synthetic": manifest.synthetic, "images": len(used), "labels": experiment.labels,
+                 "classes": sorted(plan["label"].unique()), "dropped_classes": dropped},
     })
     write_manifest(used_manifest, run.manifest)
     write_plan(plan, run.folds)

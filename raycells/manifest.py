@@ -94,3 +94,19 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     info = json.loads(raw) if raw else {"root": str(path), "layout": "parquet", "source": Path(path).stem}
     info["unreadable"] = [Problem(**item) for item in info.get("unreadable", [])]
     return Manifest(frame=frame, **info)
+
+
+def training_labels(frame: pd.DataFrame, level: str, origin: str) -> pd.DataFrame:
+    """`frame` with the `label` column a run trains on: the class as indexed ("class"), or the
+    fine label ("fine"), which every image then needs."""
+    if level == "class":
+        return frame
+    fine = frame["fine_label"] if "fine_label" in frame else pd.Series(None, index=frame.index)
+    missing = fine.isna()
+    if missing.any():
+        example = frame.loc[missing, "path"].iloc[0]
+        raise RaycellsError(f"{origin}: --labels fine needs a fine label for every image, and "
+                            f"{int(missing.sum()):,} have none (for example {example}). PBC file "
+                            "names carry one; a CSV can give a fine_label column. Or train on "
+                            "--labels class.")
+    return frame.assign(label=fine.astype(str))

@@ -19,6 +19,7 @@ from .sampling import Sampling
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
+LABELS = ("class", "fine")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Experiment:
     """Learning-rate schedule: onecycle, cosine or constant."""
     val_fraction: float = 0.1
     """Share of each training part held out as inner validation."""
+    labels: str = "class"
+    """Train on each image's class ("class") or on its fine label ("fine": PBC's 13 file-name
+    prefixes, or a CSV's fine_label column)."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
     sampling: Sampling = field(default_factory=Sampling)
@@ -67,6 +71,7 @@ class Experiment:
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "0 or more")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
+        _check(self.labels in LABELS, "labels", self.labels, " or ".join(LABELS))
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
         from .models import model_names  # torchvision import deferred until settings are built
 

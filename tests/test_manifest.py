@@ -1,7 +1,7 @@
 import pytest
 
 from raycells.errors import RaycellsError
-from raycells.manifest import COLUMNS, read_manifest, write_manifest
+from raycells.manifest import COLUMNS, read_manifest, training_labels, write_manifest
 
 
 def test_round_trip_keeps_rows_and_findings(tmp_path, pbc_manifest):
@@ -19,3 +19,11 @@ def test_a_file_that_is_not_a_manifest_is_refused(tmp_path):
     (tmp_path / "x.parquet").write_text("hello")
     with pytest.raises(RaycellsError, match="raycells data index"):
         read_manifest(tmp_path / "x.parquet")
+
+
+def test_training_labels_are_the_class_or_the_fine_label(pbc_manifest):
+    frame = pbc_manifest.frame
+    assert training_labels(frame, "class", "pbc") is frame
+    fine = training_labels(frame, "fine", "pbc")
+    assert fine["label"].nunique() == 13 and (fine["label"] == frame["fine_label"]).all()
+    assert (fine["path"] == frame["path"]).all()

@@ -34,6 +34,7 @@ def cv(
     optimizer: Annotated[Optional[str], typer.Option(help="adamw or sgd (cpu preset: adamw).", show_default=False)] = None,
     schedule: Annotated[Optional[str], typer.Option(help="onecycle, cosine or constant (cpu preset: onecycle).", show_default=False)] = None,
     augment: Annotated[Optional[str], typer.Option(help='"off", or settings such as "rotate=1,flip=0.5,noise=0.3,noise_std=0.03,brightness=0.5,contrast=0.5".', show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Train on each image's class (default) or on its fine label: fine (PBC: the 13 file-name prefixes).", show_default=False)] = None,
     sampling: Annotated[Optional[str], typer.Option(help='Per-epoch class balancing: none (default), oversample, sqrt or class-weighted, with parameters for oversample: "oversample,target=10000,cap=20" (target default: the largest class).', show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for folds, weights, sampling and augmentation (default: 0).", show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Initial weights (state dict or raycells checkpoint).", show_default=False)] = None,
@@ -51,7 +52,7 @@ def cv(
     flags = {"data": str(data) if data else None, "folds": folds, "model": model,
              "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "weight_decay": weight_decay, "optimizer": optimizer, "schedule": schedule,
-             "seed": seed, "weights": str(weights) if weights else None,
+             "seed": seed, "labels": labels, "weights": str(weights) if weights else None,
              "drop_small_classes": drop_small_classes or None, "workers": workers,
              "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker,
              "address": address}

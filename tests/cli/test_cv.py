@@ -17,6 +17,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
         (["cv", "--model", "vgg"], "model = 'vgg' is not valid"),
         (["cv", "--folds", "1"], "folds = 1 is not valid"),
         (["cv", "--sampling", "smote"], "sampling = 'smote' is not valid"),
+        (["cv", "--labels", "coarse"], "labels = 'coarse' is not valid"),
         (["cv", "--sampling", "oversample,goal=3"], "then target= or cap="),
     ]
     for args, message in cases:
@@ -30,6 +31,13 @@ def test_a_class_too_small_for_the_folds_is_named(tmp_path, matek_dir):
     assert result.exit_code == 2
     assert "NGS (10 images)" in result.output and "--drop-small-classes" in result.output
     assert not (tmp_path / "r").exists()  # nothing written for a run that cannot start
+
+
+def test_fine_labels_need_a_fine_label_for_every_image(tmp_path, matek_dir):
+    result = runner.invoke(app, ["cv", "--data", str(matek_dir), "--labels", "fine", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "--labels fine needs a fine label for every image, and 160 have none" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_ray_messages_go_to_the_run_directory_not_the_terminal(tmp_path, capsys):
