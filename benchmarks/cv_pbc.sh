@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 5-fold cross-validation on ../shared/data/pbc with the CPU preset (ResNet-18, 64x64, 15 epochs),
+# 5-fold cross-validation on ../shared/data/pbc with the CPU preset (ResNet-18, 64x64, 18 epochs, test-time augmentation),
 # timed; the run directory goes to runs/bench-cv-pbc and the summary to benchmarks/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

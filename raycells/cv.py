@@ -9,8 +9,6 @@ the best model and writes history.csv, predictions.parquet and metrics.json.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -30,26 +28,11 @@ from .metrics import fold_metrics, summarize_folds
 from .predict import load_checkpoint, predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
 from .settings import Experiment, Placement, as_dict, differences, settings_from_dict
+from .training import Resources, fold_trainer, init_ray, plan_resources
 
 Events = Callable[..., None]
 """Called as events(kind, **info): prepared, cache, fold_started, status, fold_finished,
 fold_skipped. The library never prints; the CLI renders these."""
-
-DATA_CPUS = 1.0
-"""CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
-listing task asks for a whole CPU, so less than one would stall the pipeline."""
-
-
-@dataclass
-class Resources:
-    """How one fold's training is placed, and how many folds run at once."""
-
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    threads: int
-    concurrent_folds: int
-
 
 @dataclass
 class CvResult:
@@ -74,12 +57,12 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     if any(not 0 <= k < experiment.folds for k in wanted):
         raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
     run = RunDir(out)
-    manifest, plan = _prepare(run, experiment, placement, manifest, resume)
+    manifest, plan = prepare_run(run, experiment, placement, manifest, resume)
     classes = sorted(plan["label"].unique())
     emit("prepared", run_dir=str(run.path), images=len(plan), classes=classes,
          synthetic=manifest.synthetic, source=manifest.source)
 
-    _init_ray(placement)
+    init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
     todo = [k for k in wanted if not run.fold_finished(k)]
@@ -109,46 +92,11 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                     summary=summarize_folds(per_fold), skipped=skipped)
 
 
-def plan_resources(placement: Placement, folds_to_run: int) -> Resources:
-    """Size the training workers from the cluster: one worker per GPU with as many folds at once
-    as the GPUs allow; on CPUs, one fold at a time using all cores but a share left to Ray Data."""
-    import ray
-
-    total = ray.cluster_resources()
-    cpus, gpus = float(total.get("CPU", 1)), float(total.get("GPU", 0))
-    gpus_per_worker = placement.gpus_per_worker if placement.gpus_per_worker is not None else (
-        1.0 if gpus >= 1 else 0.0)
-    if gpus_per_worker > 0:
-        if gpus < gpus_per_worker:
-            raise RaycellsError(f"--gpus-per-worker {gpus_per_worker:g} but the Ray cluster has "
-                                f"{gpus:g} GPUs: lower it, or set it to 0 to train on CPUs.")
-        slots = int(gpus // gpus_per_worker)
-        workers = placement.workers or max(1, slots // max(1, min(folds_to_run, slots)))
-        concurrent = max(1, min(folds_to_run, slots // workers))
-        cpus_per_worker = placement.cpus_per_worker or max(
-            1.0, min(8.0, (cpus / concurrent - DATA_CPUS * 2) / workers))
-    else:
-        workers = placement.workers or 1
-        if placement.cpus_per_worker:
-            cpus_per_worker = placement.cpus_per_worker
-            concurrent = max(1, min(folds_to_run, int(cpus // (workers * cpus_per_worker + DATA_CPUS))))
-        else:
-            concurrent = 1
-            cpus_per_worker = max(0.25, (cpus - DATA_CPUS) / workers)
-    # Ray's CPU share is for scheduling; the threads may also use the data reserve, which the
-    # pipeline leaves mostly idle once the images are cached.
-    threads = max(1, math.ceil(cpus_per_worker)) if gpus_per_worker > 0 or concurrent > 1 else max(
-        1, round(cpus_per_worker + DATA_CPUS / workers))
-    if workers * cpus_per_worker > cpus:
-        raise RaycellsError(f"{workers} workers x {cpus_per_worker:g} CPUs need more than the "
-                            f"cluster's {cpus:g} CPUs: lower --workers.")
-    return Resources(workers=workers, cpus_per_worker=round(cpus_per_worker, 3),
-                     gpus_per_worker=gpus_per_worker, threads=threads,
-                     concurrent_folds=concurrent)
-
-
-def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
-             manifest: Manifest | None, resume: bool) -> tuple[Manifest, pd.DataFrame]:
+def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
+                manifest: Manifest | None, resume: bool, *, command: str = "cv",
+                extra: dict[str, Any] | None = None) -> tuple[Manifest, pd.DataFrame]:
+    """Start a run directory (config.json, manifest.parquet, folds.parquet), or reopen one for
+    --resume after checking its settings; returns the manifest and the fold plan."""
     if run.config.is_file():
         if not resume:
             raise RaycellsError(f"{run.path} already holds a run: pass --resume to continue it, "
@@ -176,7 +124,8 @@ def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
                              warnings=manifest.warnings)
     run.path.mkdir(parents=True, exist_ok=True)
     write_config(run, {
-        "command": "cv",
+        "command": command,
+        **(extra or {}),
         "seed": experiment.seed,
         "settings": {"experiment": as_dict(experiment), "placement": as_dict(placement)},
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
@@ -188,62 +137,15 @@ def _prepare(run: RunDir, experiment: Experiment, placement: Placement,
     return used_manifest, plan
 
 
-def _init_ray(placement: Placement) -> None:
-    """Join (or start) the Ray cluster quietly: Ray's own logs stay in its session folder."""
-    import ray
-    import ray.data
-
-    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if not ray.is_initialized():
-        ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-
 def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: pd.DataFrame,
               classes: list[str], labels: np.ndarray, cache: Path, fold: int, board,
               emit: Events) -> None:
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from .pipeline import part_dataset
-    from .worker import train_fold
-
     started = time.time()
     emit("fold_started", fold=fold)
     parts = fold_parts(plan, fold)
-    class_counts = np.bincount(labels[parts["train"]], minlength=len(classes))
-    expected = experiment.sampling.expected_copies(class_counts)
-    copies = expected[labels] if experiment.sampling.resamples else None
-    loss_weights = experiment.sampling.loss_weights(class_counts)
-    images_per_epoch = float((class_counts * expected).sum())
-    steps = max(1, int(images_per_epoch // experiment.batch_size))
     fold_dir = run.fold(fold)
-    trainer = TorchTrainer(
-        train_fold,
-        train_loop_config={
-            "experiment": as_dict(experiment), "fold": fold, "classes": classes, "board": board,
-            "threads": resources.threads, "steps_per_epoch": steps,
-            "loss_weights": None if loss_weights is None else loss_weights.tolist(),
-        },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
-            resources_per_worker={"CPU": resources.cpus_per_worker,
-                                  **({"GPU": resources.gpus_per_worker} if resources.gpus_per_worker else {})}),
-        run_config=ray.train.RunConfig(
-            name="checkpoint", storage_path=str(fold_dir.resolve()),
-            failure_config=ray.train.FailureConfig(max_failures=3),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
-        datasets={
-            "train": part_dataset(cache, experiment.image_size, labels, parts["train"], copies,
-                                  shuffle=True),
-            "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
-        },
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-    )
+    trainer = fold_trainer(experiment, resources, plan, classes, labels, cache, fold, board,
+                           storage=fold_dir)
     result = trainer.fit()
     fit_seconds = time.time() - started
     if result.checkpoint is None:
@@ -253,7 +155,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
         checkpoint_file = Path(folder) / "state.pt"
         rows, probs = predict_rows(checkpoint_file, cache, experiment.image_size, labels,
                                    parts["test"], use_gpu=resources.gpus_per_worker > 0,
-                                   threads=resources.threads)
+                                   threads=resources.threads, tta=experiment.tta)
     history = pd.DataFrame([
         {**{k: v for k, v in epoch.items() if k != "seen_per_class"},
          **{f"seen_{code}": n for code, n in epoch["seen_per_class"].items()}}

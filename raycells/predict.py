@@ -22,8 +22,9 @@ def load_checkpoint(folder: str | Path) -> dict:
 class BestModel:
     """Ray Data callable: class probabilities of the best model in a checkpoint file."""
 
-    def __init__(self, checkpoint_file: str, threads: int):
+    def __init__(self, checkpoint_file: str, threads: int, tta: bool):
         torch.set_num_threads(threads)
+        self.tta = tta
         state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = create_model(state["model_name"], len(state["classes"]))
@@ -34,18 +35,29 @@ class BestModel:
         images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16,
                                              enabled=self.device.type == "cuda"):
-            logits = self.model(prepare_images(images))
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            x = prepare_images(images)
+            views = dihedral_views(x) if self.tta else [x]
+            probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)
+        probs = probs.cpu().numpy()
         return {"row": batch["row"], "probs": probs}
 
 
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 flips and right-angle rotations of a batch (N, C, H, W): exact, no interpolation."""
+    return [torch.rot90(flipped, turns, dims=(2, 3))
+            for flipped in (x, x.flip(3)) for turns in range(4)]
+
+
 def predict_rows(checkpoint_file: Path, cache: Path, size: int, labels: np.ndarray,
-                 rows: np.ndarray, *, use_gpu: bool, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, probabilities) for the manifest rows `rows`, in row order."""
+                 rows: np.ndarray, *, use_gpu: bool, threads: int,
+                 tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probabilities) for the manifest rows `rows`, in row order; with `tta`, each image's
+    probabilities are the mean over its 8 dihedral views."""
     import ray.data
 
     dataset = part_dataset(cache, size, labels, rows).map_batches(
-        BestModel, fn_constructor_kwargs={"checkpoint_file": str(checkpoint_file), "threads": threads},
+        BestModel, fn_constructor_kwargs={"checkpoint_file": str(checkpoint_file), "threads": threads,
+                              "tta": tta},
         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
     out_rows, out_probs = [], []

@@ -170,7 +170,7 @@ def train_fold(config: dict[str, Any]) -> None:
             state["best"] = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
                              "val_loss": record["val_loss"],
                              "model": {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}}
-        metrics = {key: value for key, value in record.items() if key != "seen_per_class"}
+        metrics = {"fold": fold, **{key: value for key, value in record.items() if key != "seen_per_class"}}
         if rank == 0:
             board.post.remote(fold, phase="epoch done", epoch=epoch + 1, last=metrics)
             with tempfile.TemporaryDirectory() as folder:

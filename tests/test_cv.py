@@ -83,10 +83,10 @@ def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_p
     run.mkdir()
     experiment, placement = _settings(data=str(small_pbc))
     other, _ = _settings(data=str(small_pbc), epochs=5, lr=0.1)
-    from raycells.cv import _prepare
+    from raycells.cv import prepare_run
     from raycells.rundir import RunDir
 
-    _prepare(RunDir(run), experiment, placement, read_manifest(small_pbc), resume=False)
+    prepare_run(RunDir(run), experiment, placement, read_manifest(small_pbc), resume=False)
     with pytest.raises(RaycellsError, match="already holds a run: pass --resume"):
         run_cv(run, experiment, placement, manifest=read_manifest(small_pbc))
     with pytest.raises(RaycellsError, match=r"other settings \(epochs: 2 -> 5; lr: 0.01 -> 0.1\)"):

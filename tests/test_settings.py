@@ -45,7 +45,7 @@ def test_demo_preset_without_data_cpu_preset_with_data():
 def test_differences_name_the_changed_fields():
     a, _ = build_settings(flags={"data": "x"})
     b, _ = build_settings(flags={"data": "x", "epochs": 2, "augment": {"noise": 0.0}})
-    assert differences(a, b) == ["augment.noise: 0.3 -> 0.0", "epochs: 15 -> 2"]
+    assert differences(a, b) == ["augment.noise: 0.3 -> 0.0", "epochs: 18 -> 2"]
     assert differences(a, a) == []
 
 

@@ -2,7 +2,7 @@
 
 import typer
 
-from . import cv, data, report
+from . import cv, data, report, tune
 
 app = typer.Typer(
     name="raycells",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("cv")(cv.cv)
+app.command("tune")(tune.tune)
 app.command("report")(report.report)
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""What cross-validation and tuning share: joining Ray, sizing the training workers from the
+cluster, and building the Ray Train `TorchTrainer` that trains one fold."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import RaycellsError
+from .folds import fold_parts
+from .settings import Experiment, Placement, as_dict
+
+DATA_CPUS = 1.0
+"""CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
+listing task asks for a whole CPU, so less than one would stall the pipeline."""
+
+
+@dataclass
+class Resources:
+    """How one fold's training is placed, and how many folds run at once."""
+
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    threads: int
+    concurrent_folds: int
+
+
+def plan_resources(placement: Placement, folds_to_run: int) -> Resources:
+    """Size the training workers from the cluster: one worker per GPU with as many folds at once
+    as the GPUs allow; on CPUs, one fold at a time using all cores but a share left to Ray Data."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = float(total.get("CPU", 1)), float(total.get("GPU", 0))
+    gpus_per_worker = placement.gpus_per_worker if placement.gpus_per_worker is not None else (
+        1.0 if gpus >= 1 else 0.0)
+    if gpus_per_worker > 0:
+        if gpus < gpus_per_worker:
+            raise RaycellsError(f"--gpus-per-worker {gpus_per_worker:g} but the Ray cluster has "
+                                f"{gpus:g} GPUs: lower it, or set it to 0 to train on CPUs.")
+        slots = int(gpus // gpus_per_worker)
+        workers = placement.workers or max(1, slots // max(1, min(folds_to_run, slots)))
+        concurrent = max(1, min(folds_to_run, slots // workers))
+        cpus_per_worker = placement.cpus_per_worker or max(
+            1.0, min(8.0, (cpus / concurrent - DATA_CPUS * 2) / workers))
+    else:
+        workers = placement.workers or 1
+        if placement.cpus_per_worker:
+            cpus_per_worker = placement.cpus_per_worker
+            concurrent = max(1, min(folds_to_run, int(cpus // (workers * cpus_per_worker + DATA_CPUS))))
+        else:
+            concurrent = 1
+            cpus_per_worker = max(0.25, (cpus - DATA_CPUS) / workers)
+    # Ray's CPU share is for scheduling; the threads may also use the data reserve, which the
+    # pipeline leaves mostly idle once the images are cached.
+    threads = max(1, math.ceil(cpus_per_worker)) if gpus_per_worker > 0 or concurrent > 1 else max(
+        1, round(cpus_per_worker + DATA_CPUS / workers))
+    if workers * cpus_per_worker > cpus:
+        raise RaycellsError(f"{workers} workers x {cpus_per_worker:g} CPUs need more than the "
+                            f"cluster's {cpus:g} CPUs: lower --workers.")
+    return Resources(workers=workers, cpus_per_worker=round(cpus_per_worker, 3),
+                     gpus_per_worker=gpus_per_worker, threads=threads,
+                     concurrent_folds=concurrent)
+
+
+def init_ray(placement: Placement) -> None:
+    """Join (or start) the Ray cluster quietly: Ray's own logs stay in its session folder."""
+    import ray
+    import ray.data
+
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, configure_logging=True)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
+                 classes: list[str], labels: np.ndarray, cache: Path, fold: int, board, *,
+                 storage: Path, callbacks: list | None = None):
+    """A `TorchTrainer` for fold `fold` of `plan`: its training part streamed from the cache
+    (sampled by the experiment's policy), its inner validation part for picking the best epoch,
+    checkpoints under `storage`/checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from .pipeline import part_dataset
+    from .worker import train_fold
+
+    parts = fold_parts(plan, fold)
+    class_counts = np.bincount(labels[parts["train"]], minlength=len(classes))
+    expected = experiment.sampling.expected_copies(class_counts)
+    copies = expected[labels] if experiment.sampling.resamples else None
+    loss_weights = experiment.sampling.loss_weights(class_counts)
+    images_per_epoch = float((class_counts * expected).sum())
+    steps = max(1, int(images_per_epoch // experiment.batch_size))
+    return TorchTrainer(
+        train_fold,
+        train_loop_config={
+            "experiment": as_dict(experiment), "fold": fold, "classes": classes, "board": board,
+            "threads": resources.threads, "steps_per_epoch": steps,
+            "loss_weights": None if loss_weights is None else loss_weights.tolist(),
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
+            resources_per_worker={"CPU": resources.cpus_per_worker,
+                                  **({"GPU": resources.gpus_per_worker} if resources.gpus_per_worker else {})}),
+        run_config=ray.train.RunConfig(
+            name="checkpoint", storage_path=str(storage.resolve()),
+            failure_config=ray.train.FailureConfig(max_failures=3),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks),
+        datasets={
+            "train": part_dataset(cache, experiment.image_size, labels, parts["train"], copies,
+                                  shuffle=True),
+            "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
+        },
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )

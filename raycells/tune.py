@@ -1,0 +1,238 @@
+"""Search the sampling policy (or any other setting) with Ray Tune.
+
+Each trial trains the first `trial_folds` folds of the run's fold plan with its own settings and
+is scored on those folds' inner validation splits only: no test fold is predicted here. Trials
+report after every epoch, fold after fold in the same order for every trial, so ASHA compares
+trials at the same fold and epoch and stops poor ones early. A trial's score is the mean over
+its folds of the validation metric at each fold's best epoch. The winner's settings go to
+best.json, which `raycells cv --config best.json` then evaluates on every test fold.
+
+A search space maps setting names (dotted for nested ones: `sampling.policy`, `augment.noise`)
+to a list of values (every value is tried: a grid) or to a range, `{"loguniform": [lo, hi]}`,
+`{"uniform": [lo, hi]}` or `{"randint": [lo, hi]}` (drawn `samples` times per grid point).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .cache import image_cache
+from .cv import prepare_run
+from .errors import RaycellsError
+from .files import atomic_path, write_json
+from .manifest import Manifest
+from .rundir import RunDir
+from .settings import Experiment, Placement, as_dict, settings_from_dict
+from .training import Resources, fold_trainer, init_ray, plan_resources
+
+METRICS = ("macro_f1", "balanced_accuracy")
+RANGES = ("loguniform", "uniform", "randint")
+BEST_FILE = "best.json"
+TRIALS_FILE = "trials.csv"
+
+Events = Callable[..., None]
+"""Called as events(kind, **info): prepared, cache, resources, trial_result, trial_done."""
+
+
+@dataclass
+class TuneResult:
+    run_dir: Path
+    metric: str
+    trials: pd.DataFrame
+    """One row per trial: trial, status, the searched settings, score_fold_<k>, score, epochs."""
+    best: dict[str, Any]
+    """The best trial's searched settings."""
+    best_file: Path
+
+
+def check_space(base: Experiment, space: dict[str, Any]) -> None:
+    """Refuse a space with unknown settings or values the settings would not accept."""
+    if not space:
+        raise RaycellsError("the search space is empty: give at least one setting to search, "
+                            'such as --space "sampling.policy=none|oversample|sqrt".')
+    for key, values in space.items():
+        if isinstance(values, dict):
+            if len(values) != 1 or next(iter(values)) not in RANGES:
+                raise RaycellsError(f"search space {key}: a range is one of {', '.join(RANGES)} "
+                                    f"with [low, high], not {values!r}.")
+            (kind, bounds), = values.items()
+            if not (isinstance(bounds, list | tuple) and len(bounds) == 2 and bounds[0] < bounds[1]):
+                raise RaycellsError(f"search space {key}: {kind} needs [low, high] with low < high.")
+            candidates = list(bounds)
+        elif isinstance(values, list | tuple) and values:
+            candidates = list(values)
+        else:
+            raise RaycellsError(f"search space {key}: give a list of values or a range, not {values!r}.")
+        for value in candidates:
+            with_overrides(base, {key: value})
+
+
+def with_overrides(base: Experiment, overrides: dict[str, Any]) -> Experiment:
+    """`base` with the dotted-name settings in `overrides` replaced."""
+    values = as_dict(base)
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        target = values
+        for part in path:
+            if not isinstance(target.get(part), dict):
+                raise RaycellsError(f"search space {key}: {part} has no settings inside it.")
+            target = target[part]
+        if last not in target:
+            raise RaycellsError(f"search space {key}: no such setting. Known: "
+                                f"{', '.join(sorted(target))}.")
+        target[last] = value
+    return settings_from_dict(values, origin=f"search space {', '.join(overrides)}")[0]
+
+
+def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
+             space: dict[str, Any], *, manifest: Manifest, samples: int = 1,
+             trial_folds: int = 1, metric: str = "macro_f1", grace_epochs: int | None = None,
+             events: Events | None = None) -> TuneResult:
+    """Search `space` around `experiment` into the run directory `out` (a new one)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    emit = events or (lambda kind, **info: None)
+    if metric not in METRICS:
+        raise RaycellsError(f"metric {metric!r}: choose {' or '.join(METRICS)}.")
+    if not 1 <= trial_folds <= experiment.folds:
+        raise RaycellsError(f"--trial-folds {trial_folds}: between 1 and --folds ({experiment.folds}).")
+    if samples < 1:
+        raise RaycellsError(f"--samples {samples}: at least 1.")
+    check_space(experiment, space)
+    run = RunDir(out)
+    if run.config.is_file():
+        raise RaycellsError(f"{run.path} already holds a run: choose another --out.")
+    manifest, plan = prepare_run(run, experiment, placement, manifest, resume=False,
+                                 command="tune", extra={"tune": {
+                                     "space": space, "samples": samples, "trial_folds": trial_folds,
+                                     "metric": metric}})
+    classes = sorted(plan["label"].unique())
+    emit("prepared", run_dir=str(run.path), images=len(plan), classes=classes,
+         synthetic=manifest.synthetic, source=manifest.source)
+    init_ray(placement)
+    cache = image_cache(manifest.frame, experiment.image_size,
+                        progress=lambda done, total: emit("cache", done=done, total=total))
+    resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples)
+    emit("resources", **resources.__dict__)
+
+    epochs = experiment.epochs
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=as_dict(experiment), plan=plan, classes=classes,
+                             cache=str(cache), resources=resources, trial_folds=trial_folds),
+        {"CPU": 0.01})  # the trial only waits for its TorchTrainer, which holds the resources
+    tuner = tune.Tuner(
+        trainable,
+        param_space={key: _domain(values) for key, values in space.items()},
+        tune_config=tune.TuneConfig(
+            metric=f"val_{metric}", mode="max", num_samples=samples,
+            max_concurrent_trials=resources.concurrent_folds,
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=trial_folds * epochs,
+                                    grace_period=grace_epochs or max(1, epochs // 2),
+                                    reduction_factor=2)),
+        run_config=tune.RunConfig(name="tune", storage_path=str(run.path.resolve()), verbose=0,
+                                  callbacks=[_progress_callback(emit, metric)]),
+    )
+    grid = tuner.fit()
+    trials = _trial_table(grid, list(space), metric, trial_folds, epochs)
+    with atomic_path(run.path / TRIALS_FILE) as tmp:
+        trials.to_csv(tmp, index=False)
+    ranked = trials[trials["status"] == "complete"]
+    if ranked.empty:
+        raise RaycellsError(f"no trial completed; see {run.path / 'tune'} and {run.ray_log}.")
+    winner = ranked.sort_values("score", ascending=False).iloc[0]
+    best = {key: _plain(winner[key]) for key in space}
+    best_experiment = with_overrides(experiment, best)
+    best_file = run.path / BEST_FILE
+    write_json(best_file, {
+        "command": "tune", "metric": metric, "score": float(winner["score"]),
+        "trial": winner["trial"], "trial_folds": trial_folds, "best": best,
+        "settings": {"experiment": as_dict(best_experiment), "placement": as_dict(placement)},
+    })
+    return TuneResult(run_dir=run.path, metric=metric, trials=trials, best=best, best_file=best_file)
+
+
+def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
+           classes: list[str], cache: str, resources: Resources, trial_folds: int) -> None:
+    """One Tune trial: train its folds one after another; every epoch's report reaches Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from .progress import ProgressBoard
+
+    experiment = with_overrides(settings_from_dict(base)[0], config)
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    board = ProgressBoard.remote()
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    for fold in range(trial_folds):
+        trainer = fold_trainer(experiment, resources, plan, classes, labels, Path(cache), fold,
+                               board, storage=trial_dir / f"fold-{fold}",
+                               callbacks=[TuneReportCallback()])
+        trainer.fit()
+
+
+def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: int) -> pd.DataFrame:
+    rows = []
+    for result in grid:
+        history = result.metrics_dataframe
+        row = {"trial": result.path and Path(result.path).name, **{k: result.config.get(k) for k in keys}}
+        done = 0
+        if history is not None and f"val_{metric}" in history:
+            history = history.drop_duplicates(["fold", "epoch"], keep="last")
+            per_fold = history.groupby("fold")[f"val_{metric}"].max()
+            for fold, value in per_fold.items():
+                row[f"score_fold_{int(fold)}"] = float(value)
+            row["score"] = float(per_fold.mean())
+            done = len(history)
+        row["epochs"] = done
+        row["status"] = ("failed" if result.error else
+                         "complete" if done >= trial_folds * epochs else "stopped early")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "score" not in table:
+        table["score"] = math.nan
+    return table.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def _domain(values: Any):
+    from ray import tune
+
+    if isinstance(values, dict):
+        (kind, (low, high)), = values.items()
+        return getattr(tune, kind)(low, high)
+    return tune.grid_search(list(values))
+
+
+def _grid_size(space: dict[str, Any]) -> int:
+    return math.prod(len(v) for v in space.values() if not isinstance(v, dict))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _progress_callback(emit: Events, metric: str):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """Hands every trial's epoch results to the CLI."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            emit("trial_result", trial=trial.trial_id, params=dict(trial.config),
+                 fold=result.get("fold"), epoch=result.get("epoch"),
+                 value=result.get(f"val_{metric}"))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            emit("trial_done", trial=trial.trial_id, failed=False)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            emit("trial_done", trial=trial.trial_id, failed=True)
+
+    return Progress()
