@@ -31,9 +31,10 @@ class Resources:
     concurrent_folds: int
 
 
-def plan_resources(placement: Placement, folds_to_run: int) -> Resources:
+def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float = 0.0) -> Resources:
     """Size the training workers from the cluster: one worker per GPU with as many folds at once
-    as the GPUs allow; on CPUs, one fold at a time using all cores but a share left to Ray Data."""
+    as the GPUs allow; on CPUs, one fold at a time using all cores but a share left to Ray Data
+    (and `driver_cpus`, held by whatever launches each fold: a Tune trial)."""
     import ray
 
     total = ray.cluster_resources()
@@ -48,15 +49,16 @@ def plan_resources(placement: Placement, folds_to_run: int) -> Resources:
         workers = placement.workers or max(1, slots // max(1, min(folds_to_run, slots)))
         concurrent = max(1, min(folds_to_run, slots // workers))
         cpus_per_worker = placement.cpus_per_worker or max(
-            1.0, min(8.0, (cpus / concurrent - DATA_CPUS * 2) / workers))
+            1.0, min(8.0, (cpus / concurrent - DATA_CPUS * 2 - driver_cpus) / workers))
     else:
         workers = placement.workers or 1
         if placement.cpus_per_worker:
             cpus_per_worker = placement.cpus_per_worker
-            concurrent = max(1, min(folds_to_run, int(cpus // (workers * cpus_per_worker + DATA_CPUS))))
+            concurrent = max(1, min(folds_to_run, int(
+                cpus // (workers * cpus_per_worker + DATA_CPUS + driver_cpus))))
         else:
             concurrent = 1
-            cpus_per_worker = max(0.25, (cpus - DATA_CPUS) / workers)
+            cpus_per_worker = max(0.25, (cpus - DATA_CPUS - driver_cpus) / workers)
     # Ray's CPU share is for scheduling; the threads may also use the data reserve, which the
     # pipeline leaves mostly idle once the images are cached.
     threads = max(1, math.ceil(cpus_per_worker)) if gpus_per_worker > 0 or concurrent > 1 else max(

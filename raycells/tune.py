@@ -34,6 +34,8 @@ from .training import Resources, fold_trainer, init_ray, plan_resources
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
+TRIAL_CPUS = 0.05
+"""What a trial itself holds: it only waits for its TorchTrainer, which holds the real share."""
 BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"
 
@@ -120,14 +122,15 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
-    resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples)
+    resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples,
+                               driver_cpus=TRIAL_CPUS)
     emit("resources", **resources.__dict__)
 
     epochs = experiment.epochs
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=as_dict(experiment), plan=plan, classes=classes,
                              cache=str(cache), resources=resources, trial_folds=trial_folds),
-        {"CPU": 0.01})  # the trial only waits for its TorchTrainer, which holds the resources
+        {"CPU": TRIAL_CPUS})
     tuner = tune.Tuner(
         trainable,
         param_space={key: _domain(values) for key, values in space.items()},
@@ -148,7 +151,8 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     if ranked.empty:
         raise RaycellsError(f"no trial completed; see {run.path / 'tune'} and {run.ray_log}.")
     winner = ranked.sort_values("score", ascending=False).iloc[0]
-    best = {key: _plain(winner[key]) for key in space}
+    best = {key: value for result in grid if Path(result.path).name == winner["trial"]
+            for key, value in result.config.items()}  # as Tune drew them, not as the table holds them
     best_experiment = with_overrides(experiment, best)
     best_file = run.path / BEST_FILE
     write_json(best_file, {
@@ -182,7 +186,8 @@ def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: i
     rows = []
     for result in grid:
         history = result.metrics_dataframe
-        row = {"trial": result.path and Path(result.path).name, **{k: result.config.get(k) for k in keys}}
+        config = result.config or {}
+        row = {"trial": Path(result.path).name, **{key: config.get(key) for key in keys}}
         done = 0
         if history is not None and f"val_{metric}" in history:
             history = history.drop_duplicates(["fold", "epoch"], keep="last")
@@ -214,25 +219,27 @@ def _grid_size(space: dict[str, Any]) -> int:
     return math.prod(len(v) for v in space.values() if not isinstance(v, dict))
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _progress_callback(emit: Events, metric: str):
     from ray import tune
 
     class Progress(tune.Callback):
         """Hands every trial's epoch results to the CLI."""
 
+        def __init__(self, emit: Events, metric: str):
+            self.emit, self.metric = emit, metric
+
+        def __getstate__(self):  # Tune saves its callbacks; the display stays in this process
+            return {"emit": lambda kind, **info: None, "metric": self.metric}
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            emit("trial_result", trial=trial.trial_id, params=dict(trial.config),
-                 fold=result.get("fold"), epoch=result.get("epoch"),
-                 value=result.get(f"val_{metric}"))
+            self.emit("trial_result", trial=trial.trial_id, params=dict(trial.config),
+                      fold=result.get("fold"), epoch=result.get("epoch"),
+                      value=result.get(f"val_{self.metric}"))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            emit("trial_done", trial=trial.trial_id, failed=False)
+            self.emit("trial_done", trial=trial.trial_id, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            emit("trial_done", trial=trial.trial_id, failed=True)
+            self.emit("trial_done", trial=trial.trial_id, failed=True)
 
-    return Progress()
+    return Progress(emit, metric)
