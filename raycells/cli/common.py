@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..demo import demo_dataset
@@ -120,3 +122,55 @@ def load_dataset(path: Path | None) -> Manifest:
         return read_manifest(path)
     with progress_bar(f"Reading images in {path}") as update:
         return index_dataset(path, progress=update)
+
+
+class LiveDisplay:
+    """Turns a library command's events into status lines and a live table. Subclasses define
+    `_table()` and `_on_<event>` handlers; unknown events are ignored."""
+
+    unit = "fold"
+    """What runs at once, in the resources line: fold or trial."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._cache: tuple | None = None
+
+    def event(self, kind: str, **info: Any) -> None:
+        with self._lock:
+            getattr(self, f"_on_{kind}", lambda **_: None)(**info)
+            if self._live:
+                self._live.update(self._table())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache:
+                self._cache[0].stop()
+            if self._live:
+                self._live.stop()
+                self._live = None
+
+    def _table(self):
+        raise NotImplementedError
+
+    def _on_prepared(self, run_dir, images, classes, synthetic, source) -> None:
+        if synthetic:
+            status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
+                         "Use it to check the set-up, never to judge a model.")
+        status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
+
+    def _on_cache(self, done, total) -> None:
+        if self._cache is None:
+            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
+        bar, task = self._cache
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+
+    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
+        where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
+        status.print(f"Each {self.unit}: {workers} worker(s) x {where}; "
+                     f"{concurrent_folds} {self.unit}(s) at a time.")
+        self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
+                          redirect_stdout=False, redirect_stderr=False)
+        self._live.start()

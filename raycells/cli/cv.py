@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from ..cv import CvResult, run_cv
@@ -18,7 +16,7 @@ from ..errors import RaycellsError
 from ..rundir import RunDir
 from ..schemes import scheme_for
 from ..settings import build_settings
-from .common import (console, dataset_path, load_dataset, new_progress, ray_messages_to,
+from .common import (LiveDisplay, console, dataset_path, load_dataset, ray_messages_to,
                      reported_errors, status)
 
 
@@ -59,7 +57,7 @@ def cv(
              "address": address}
     with reported_errors():
         flags["augment"] = _parse_augment(augment)
-        flags["sampling"] = _parse_sampling(sampling)
+        flags["sampling"] = parse_sampling(sampling)
         if resume:
             if out is None:
                 raise RaycellsError("--resume needs --out: the run directory to continue.")
@@ -107,7 +105,7 @@ def _parse_augment(text: str | None) -> Any:
     return values
 
 
-def _parse_sampling(text: str | None) -> dict[str, Any] | None:
+def parse_sampling(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     policy, *parameters = [part.strip() for part in text.split(",")]
@@ -124,49 +122,13 @@ def _parse_sampling(text: str | None) -> dict[str, Any] | None:
     return values
 
 
-class _Display:
+class _Display(LiveDisplay):
     """Turns run_cv's events into a live table (fold, phase, epoch, batches, loss, images/s)."""
 
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._folds: dict[int, dict[str, Any]] = {}
-        self._live: Live | None = None
-        self._cache: tuple | None = None
-
-    def event(self, kind: str, **info: Any) -> None:
-        with self._lock:
-            getattr(self, f"_on_{kind}", lambda **_: None)(**info)
-            if self._live:
-                self._live.update(self._table())
-
-    def close(self) -> None:
-        with self._lock:
-            if self._cache:
-                self._cache[0].stop()
-            if self._live:
-                self._live.stop()
-                self._live = None
-
-    def _on_prepared(self, run_dir, images, classes, synthetic, source) -> None:
-        if synthetic:
-            status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
-                         "Use it to check the set-up, never to judge a model.")
-        status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
-
-    def _on_cache(self, done, total) -> None:
-        if self._cache is None:
-            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
-        bar, task = self._cache
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
-        where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
-        status.print(f"Each fold: {workers} worker(s) x {where}; {concurrent_folds} fold(s) at a time.")
-        self._live = Live(self._table(), console=status, refresh_per_second=4, transient=False,
-                          redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
 
     def _on_fold_skipped(self, fold) -> None:
         self._folds[fold] = {"phase": "finished earlier"}

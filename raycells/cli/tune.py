@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from ..errors import RaycellsError
 from ..rundir import RunDir
 from ..settings import build_settings, read_config_file
 from ..tune import METRICS, TuneResult, run_tune
-from .common import (console, dataset_path, load_dataset, new_progress, ray_messages_to, reported_errors,
-                     status)
-from .cv import _parse_sampling
+from .common import (LiveDisplay, console, dataset_path, load_dataset, ray_messages_to,
+                     reported_errors, status)
+from .cv import parse_sampling
 
 
 def tune(
@@ -53,7 +51,7 @@ def tune(
              "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker,
              "address": address}
     with reported_errors():
-        flags["sampling"] = _parse_sampling(sampling)
+        flags["sampling"] = parse_sampling(sampling)
         searched = read_config_file(config).get("space", {}) if config else {}
         if not isinstance(searched, dict):
             raise RaycellsError(f"{config}: 'space' must be a table of settings to search.")
@@ -107,48 +105,14 @@ def _value(text: str) -> Any:
     return {"null": None, "true": True, "false": False}.get(text.lower(), text)
 
 
-class _Trials:
+class _Trials(LiveDisplay):
     """A live table of trials: searched settings, fold, epoch, last validation score."""
 
+    unit = "trial"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._rows: dict[str, dict[str, Any]] = {}
-        self._live: Live | None = None
-        self._cache: tuple | None = None
-
-    def event(self, kind: str, **info: Any) -> None:
-        with self._lock:
-            getattr(self, f"_on_{kind}", lambda **_: None)(**info)
-            if self._live:
-                self._live.update(self._table())
-
-    def close(self) -> None:
-        with self._lock:
-            if self._cache:
-                self._cache[0].stop()
-            if self._live:
-                self._live.stop()
-                self._live = None
-
-    def _on_prepared(self, run_dir, images, classes, synthetic, source) -> None:
-        if synthetic:
-            status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images.")
-        status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
-
-    def _on_cache(self, done, total) -> None:
-        if self._cache is None:
-            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
-        bar, task = self._cache
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
-        where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
-        status.print(f"Each trial: {workers} worker(s) x {where}; {concurrent_folds} trial(s) at a time.")
-        self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
-                          redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
 
     def _on_trial_result(self, trial, params, fold, epoch, value) -> None:
         row = self._rows.setdefault(trial, {"params": params, "best": {}})
