@@ -21,6 +21,7 @@ import pandas as pd
 
 from .cache import image_cache
 from .errors import RaycellsError
+from .extra import EXTRA_FOLD, load_mapping, mapped_extra, read_extra, with_extra
 from .files import atomic_path, write_json
 from .folds import fold_parts, make_folds, small_classes
 from .manifest import Manifest, read_manifest, training_labels, write_manifest
@@ -59,8 +60,10 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume)
     classes = sorted(plan["label"].unique())
-    emit("prepared", run_dir=str(run.path), images=len(plan), classes=classes,
-         synthetic=manifest.synthetic, source=manifest.source)
+    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
+    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
+         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
+         extra={str(k): int(n) for k, n in sorted(extra.items())})
 
     init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
@@ -118,6 +121,13 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
                       val_fraction=experiment.val_fraction, drop_small=experiment.drop_small_classes)
     used = manifest.frame[~frame["label"].isin(dropped)].reset_index(drop=True)
+    extra_counts: dict[str, int] = {}
+    if experiment.extra_data:
+        added = mapped_extra(read_extra(experiment.extra_data), load_mapping(experiment.extra_map),
+                             set(plan["label"]))
+        plan = with_extra(plan, added, experiment.folds)
+        used = pd.concat([used, added[used.columns]], ignore_index=True)
+        extra_counts = {str(k): int(n) for k, n in sorted(added["label"].value_counts().items())}
     used_manifest = Manifest(frame=used, root=manifest.root, layout=manifest.layout,
                              source=manifest.source, synthetic=manifest.synthetic,
                              skipped=manifest.skipped, unreadable=manifest.unreadable,
@@ -129,8 +139,10 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         "seed": experiment.seed,
         "settings": {"experiment": as_dict(experiment), "placement": as_dict(placement)},
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
-                 "synthetic": manifest.synthetic, "images": len(used), "labels": experiment.labels,
-                 "classes": sorted(plan["label"].unique()), "dropped_classes": dropped},
+                 "synthetic": manifest.synthetic, "labels": experiment.labels,
+                 "images": len(used) - sum(extra_counts.values()),
+                 "classes": sorted(plan["label"].unique()), "dropped_classes": dropped,
+                 "extra_training_images": extra_counts},
     })
     write_manifest(used_manifest, run.manifest)
     write_plan(plan, run.folds)

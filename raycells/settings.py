@@ -53,6 +53,11 @@ class Experiment:
     labels: str = "class"
     """Train on each image's class ("class") or on its fine label ("fine": PBC's 13 file-name
     prefixes, or a CSV's fine_label column)."""
+    extra_data: str | None = None
+    """Another dataset whose images join the training part of every fold (never test or
+    validation), relabelled by `extra_map`."""
+    extra_map: str | None = None
+    """How extra images map onto the classes: pbc-to-aml, or a .json/.csv mapping file."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
     sampling: Sampling = field(default_factory=Sampling)
@@ -75,6 +80,8 @@ class Experiment:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
         _check(self.labels in LABELS, "labels", self.labels, " or ".join(LABELS))
+        _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
+               "a mapping (such as pbc-to-aml) exactly when extra_data is set")
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
         from .models import model_names  # torchvision import deferred until settings are built
 

@@ -26,6 +26,7 @@ import pandas as pd
 from .cache import image_cache
 from .cv import prepare_run
 from .errors import RaycellsError
+from .extra import EXTRA_FOLD
 from .files import atomic_path, write_json
 from .manifest import Manifest
 from .rundir import RunDir
@@ -117,8 +118,10 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
                                      "space": space, "samples": samples, "trial_folds": trial_folds,
                                      "metric": metric}})
     classes = sorted(plan["label"].unique())
-    emit("prepared", run_dir=str(run.path), images=len(plan), classes=classes,
-         synthetic=manifest.synthetic, source=manifest.source)
+    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
+    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
+         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
+         extra={str(k): int(n) for k, n in sorted(extra.items())})
     init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))

@@ -153,11 +153,15 @@ class LiveDisplay:
     def _table(self):
         raise NotImplementedError
 
-    def _on_prepared(self, run_dir, images, classes, synthetic, source) -> None:
+    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra) -> None:
         if synthetic:
             status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
                          "Use it to check the set-up, never to judge a model.")
         status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
+        if extra:
+            counts = ", ".join(f"{code} {n:,}" for code, n in extra.items())
+            status.print(f"Extra training images (every fold's training part only): "
+                         f"{sum(extra.values()):,} ({counts}).")
 
     def _on_cache(self, done, total) -> None:
         if self._cache is None:

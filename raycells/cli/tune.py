@@ -34,6 +34,8 @@ def tune(
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step over all workers.", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.", show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option(help="class (default) or fine.", show_default=False)] = None,
+    extra_data: Annotated[Optional[Path], typer.Option(help="Another dataset whose images join every fold's training part (never test or validation).", show_default=False)] = None,
+    extra_map: Annotated[Optional[str], typer.Option(help="How --extra-data labels map onto the classes: pbc-to-aml, or a .json/.csv (from,to) file.", show_default=False)] = None,
     sampling: Annotated[Optional[str], typer.Option(help="The sampling policy where the space does not set it (see raycells cv).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for folds, weights, sampling and augmentation.", show_default=False)] = None,
     preset: Annotated[Optional[str], typer.Option(help="cpu, demo or paper (see raycells cv).", show_default=False)] = None,
@@ -47,7 +49,8 @@ def tune(
     """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json."""
     flags = {"data": str(data) if data else None, "folds": folds, "model": model,
              "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-             "labels": labels, "seed": seed, "workers": workers,
+             "labels": labels, "extra_data": str(extra_data) if extra_data else None,
+             "extra_map": extra_map, "seed": seed, "workers": workers,
              "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker,
              "address": address}
     with reported_errors():

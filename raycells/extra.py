@@ -1,0 +1,79 @@
+"""Extra training images from another dataset, mapped onto the run's classes (for example PBC
+cells for the rare AML classes: `--extra-data ../shared/data/pbc --extra-map pbc-to-aml`).
+
+Extra images join the training part of every fold and nothing else: in the fold plan their fold
+is -1 (never a test fold) and they are never in an inner validation split. The run's manifest
+keeps them with their own `source`, so every later step can count them apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import RaycellsError
+from .manifest import Manifest
+from .schemes import MAPPINGS
+
+EXTRA_FOLD = -1
+"""The fold-plan value of an extra image: in no test fold."""
+
+
+def read_extra(path: str) -> Manifest:
+    """The extra dataset: a manifest file, or a folder or CSV to index."""
+    from .index import index_dataset
+    from .manifest import read_manifest
+
+    return read_manifest(path) if str(path).endswith(".parquet") else index_dataset(path)
+
+
+def load_mapping(name: str) -> dict[str, str]:
+    """A label mapping: a built-in name (pbc-to-aml) or a .json ({"from": "to"}) or .csv
+    (columns from,to) file. Keys are the extra dataset's fine labels or labels."""
+    if name in MAPPINGS:
+        return dict(MAPPINGS[name])
+    path = Path(name)
+    if not path.is_file():
+        raise RaycellsError(f"--extra-map {name}: neither a built-in mapping "
+                            f"({', '.join(MAPPINGS)}) nor a mapping file.")
+    try:
+        if path.suffix == ".json":
+            mapping = json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            table = pd.read_csv(path)
+            mapping = dict(zip(table["from"].astype(str), table["to"].astype(str)))
+        else:
+            raise RaycellsError(f"{path}: a mapping file is .json or .csv (columns from,to).")
+    except (OSError, ValueError, KeyError) as error:
+        raise RaycellsError(f"{path}: cannot read the mapping ({error}). Expected a JSON object "
+                            '{"from": "to"} or a CSV with columns from,to.') from error
+    if not isinstance(mapping, dict) or not mapping:
+        raise RaycellsError(f"{path}: the mapping is empty or not a table of from -> to labels.")
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+def mapped_extra(extra: Manifest, mapping: dict[str, str], classes: set[str]) -> pd.DataFrame:
+    """The extra dataset's images whose fine label (or else label) maps to one of `classes`,
+    relabelled; the others are left out."""
+    frame = extra.frame
+    key = frame["fine_label"].fillna(frame["label"]) if "fine_label" in frame else frame["label"]
+    target = key.astype(str).map(mapping)
+    keep = target.isin(classes)
+    if not keep.any():
+        raise RaycellsError(f"{extra.root}: no image maps onto the run's classes "
+                            f"({', '.join(sorted(classes))}) with this mapping; check --extra-map.")
+    chosen = frame[keep].copy()
+    chosen["label"] = target[keep]
+    chosen["source"] = chosen["source"].fillna(extra.source) if "source" in chosen else extra.source
+    return chosen.reset_index(drop=True)
+
+
+def with_extra(plan: pd.DataFrame, extra: pd.DataFrame, folds: int) -> pd.DataFrame:
+    """The fold plan with the extra images appended: no test fold, no validation split."""
+    rows = pd.DataFrame({"path": extra["path"].to_numpy(), "label": extra["label"].to_numpy(),
+                         "fold": EXTRA_FOLD})
+    for k in range(folds):
+        rows[f"val_{k}"] = False
+    return pd.concat([plan, rows], ignore_index=True)
