@@ -153,7 +153,7 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     ranked = trials[trials["status"] == "complete"]
     if ranked.empty:
         raise RaycellsError(f"no trial completed; see {run.path / 'tune'} and {run.ray_log}.")
-    winner = ranked.sort_values("score", ascending=False).iloc[0]
+    winner = ranked.iloc[0]  # the table is sorted by score
     best = {key: value for result in grid if Path(result.path).name == winner["trial"]
             for key, value in result.config.items()}  # as Tune drew them, not as the table holds them
     best_experiment = with_overrides(experiment, best)
@@ -206,7 +206,8 @@ def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: i
     table = pd.DataFrame(rows)
     if "score" not in table:
         table["score"] = math.nan
-    return table.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+    return table.sort_values("score", ascending=False, na_position="last",
+                             kind="stable").reset_index(drop=True)
 
 
 def _domain(values: Any):
