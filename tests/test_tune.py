@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from raycells.cli.tune import parse_space_flags
