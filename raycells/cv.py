@@ -59,15 +59,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
         raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume)
-    classes = sorted(plan["label"].unique())
-    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
-    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
-         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
-         extra={str(k): int(n) for k, n in sorted(extra.items())})
-
-    init_ray(placement)
-    cache = image_cache(manifest.frame, experiment.image_size,
-                        progress=lambda done, total: emit("cache", done=done, total=total))
+    classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
     todo = [k for k in wanted if not run.fold_finished(k)]
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:
@@ -93,6 +85,21 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                 for k in range(experiment.folds) if run.fold_finished(k)}
     return CvResult(run_dir=run.path, classes=classes, per_fold=per_fold,
                     summary=summarize_folds(per_fold), skipped=skipped)
+
+
+def start_run(run: RunDir, manifest: Manifest, plan: pd.DataFrame, experiment: Experiment,
+              placement: Placement, emit: Events) -> tuple[list[str], Path]:
+    """Announce a prepared run, join Ray and build (or reuse) the decoded-image cache; returns
+    the classes and the cache folder."""
+    classes = sorted(plan["label"].unique())
+    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
+    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
+         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
+         extra={str(k): int(n) for k, n in sorted(extra.items())})
+    init_ray(placement)
+    cache = image_cache(manifest.frame, experiment.image_size,
+                        progress=lambda done, total: emit("cache", done=done, total=total))
+    return classes, cache
 
 
 def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,

@@ -23,15 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cache import image_cache
-from .cv import prepare_run
+from .cv import prepare_run, start_run
 from .errors import RaycellsError
-from .extra import EXTRA_FOLD
 from .files import atomic_path, write_json
 from .manifest import Manifest
 from .rundir import RunDir
 from .settings import Experiment, Placement, as_dict, settings_from_dict
-from .training import Resources, fold_trainer, init_ray, plan_resources
+from .training import Resources, fold_trainer, plan_resources
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -117,14 +115,7 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
                                  command="tune", extra={"tune": {
                                      "space": space, "samples": samples, "trial_folds": trial_folds,
                                      "metric": metric}})
-    classes = sorted(plan["label"].unique())
-    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
-    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
-         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
-         extra={str(k): int(n) for k, n in sorted(extra.items())})
-    init_ray(placement)
-    cache = image_cache(manifest.frame, experiment.image_size,
-                        progress=lambda done, total: emit("cache", done=done, total=total))
+    classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
     resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples,
                                driver_cpus=TRIAL_CPUS)
     emit("resources", **resources.__dict__)
