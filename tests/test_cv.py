@@ -132,12 +132,32 @@ def _wait_for(condition, process, timeout: float) -> None:
 
 
 def _pids(title: str) -> list[int]:
+    """Processes of this test session's Ray cluster whose command line holds `title`; another
+    Ray cluster on the same machine (a benchmark, say) is left alone."""
+    ours = {str(pid) for pid, command, parent in _processes()
+            if "raylet" in command and parent == os.getpid()}
     pids = []
+    for pid, command, _ in _processes():
+        if title in command:
+            try:
+                environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(line.decode(errors="replace") == f"RAY_RAYLET_PID={raylet}"
+                   for line in environ for raylet in ours):
+                pids.append(pid)
+    return pids
+
+
+def _processes() -> list[tuple[int, str, int]]:
+    """(pid, command line, parent pid) of every process that can be read."""
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if title in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-    return pids
+            found.append((int(entry.name), command, parent))
+    return found
