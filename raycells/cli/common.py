@@ -22,6 +22,7 @@ from ..demo import demo_dataset
 from ..errors import RaycellsError
 from ..index import index_dataset
 from ..manifest import Manifest, read_manifest
+from ..rundir import RunDir
 
 console = Console(soft_wrap=True)
 """Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
@@ -149,6 +150,19 @@ class LiveDisplay:
             if self._live:
                 self._live.stop()
                 self._live = None
+
+    def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
+        """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
+        prints `interrupted` (what was kept, how to go on) and exits with 130."""
+        try:
+            with ray_messages_to(RunDir(run_dir).ray_log):
+                return work()
+        except KeyboardInterrupt:
+            self.close()
+            status.print(f"[yellow]Interrupted.[/] {interrupted}")
+            raise typer.Exit(130) from None
+        finally:
+            self.close()
 
     def _table(self):
         raise NotImplementedError

@@ -13,11 +13,9 @@ from rich.table import Table
 
 from ..cv import CvResult, run_cv
 from ..errors import RaycellsError
-from ..rundir import RunDir
 from ..schemes import scheme_for
 from ..settings import build_settings
-from .common import (LiveDisplay, console, dataset_path, load_dataset, ray_messages_to,
-                     reported_errors, status)
+from .common import LiveDisplay, console, dataset_path, load_dataset, reported_errors
 
 
 def cv(
@@ -77,17 +75,11 @@ def cv(
             experiment = dataclasses.replace(experiment, data=str(path))
             manifest = load_dataset(path)
         display = _Display()
-        try:
-            with ray_messages_to(RunDir(out).ray_log):
-                result = run_cv(out, experiment, placement, manifest=manifest, resume=resume,
-                                events=display.event)
-        except KeyboardInterrupt:
-            display.close()
-            status.print(f"[yellow]Interrupted.[/] Finished folds and checkpoints are kept: "
-                         f"continue with `raycells cv --resume --out {out}`.")
-            raise typer.Exit(130) from None
-        finally:
-            display.close()
+        result = display.run(
+            lambda: run_cv(out, experiment, placement, manifest=manifest, resume=resume,
+                           events=display.event),
+            Path(out), "Finished folds and checkpoints are kept: continue with "
+                       f"`raycells cv --resume --out {out}`.")
     _final_table(result)
 
 

@@ -12,11 +12,9 @@ import typer
 from rich.table import Table
 
 from ..errors import RaycellsError
-from ..rundir import RunDir
 from ..settings import build_settings, read_config_file
 from ..tune import METRICS, TuneResult, run_tune
-from .common import (LiveDisplay, console, dataset_path, load_dataset, ray_messages_to,
-                     reported_errors, status)
+from .common import LiveDisplay, console, dataset_path, load_dataset, reported_errors
 from .cv import parse_sampling
 
 
@@ -66,18 +64,12 @@ def tune(
         experiment = dataclasses.replace(experiment, data=str(path))
         manifest = load_dataset(path)
         display = _Trials()
-        try:
-            with ray_messages_to(RunDir(out).ray_log):
-                result = run_tune(out, experiment, placement, searched, manifest=manifest,
-                                  samples=samples, trial_folds=trial_folds, metric=metric,
-                                  grace_epochs=grace_epochs, events=display.event)
-        except KeyboardInterrupt:
-            display.close()
-            status.print("[yellow]Interrupted.[/] Finished trials are in "
-                         f"{Path(out) / 'tune'}; start a new search with another --out.")
-            raise typer.Exit(130) from None
-        finally:
-            display.close()
+        result = display.run(
+            lambda: run_tune(out, experiment, placement, searched, manifest=manifest,
+                             samples=samples, trial_folds=trial_folds, metric=metric,
+                             grace_epochs=grace_epochs, events=display.event),
+            Path(out), f"Finished trials are in {Path(out) / 'tune'}; start a new search with "
+                       "another --out.")
     _final_table(result)
 
 
