@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from .settings import Experiment, Placement, as_dict
 DATA_CPUS = 1.0
 """CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
 listing task asks for a whole CPU, so less than one would stall the pipeline."""
+
+
+DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
+"""Seconds a Ray Data pipeline's resource reservation outlives its last renewal (Ray's default:
+180). Set before the local Ray cluster starts, which passes it on to every worker."""
 
 
 @dataclass
@@ -78,6 +84,9 @@ def init_ray(placement: Placement) -> None:
 
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray Data renews its resource reservation every 10 s while a pipeline runs; one whose
+    # process was killed (a trial stopped early, mid-epoch) is otherwise counted for 180 s.
+    os.environ.setdefault(DATA_RESERVATION_ENV, "60")
     if not ray.is_initialized():
         ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)

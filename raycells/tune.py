@@ -35,6 +35,8 @@ METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
 TRIAL_CPUS = 0.05
 """What a trial itself holds: it only waits for its TorchTrainer, which holds the real share."""
+TRAIN_RUN = "train_run"
+"""Reported with every epoch's metrics: the id of the Train run that trained it."""
 BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"
 
@@ -167,13 +169,41 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
 
     experiment = with_overrides(settings_from_dict(base)[0], config)
     labels = np.searchsorted(classes, plan["label"].to_numpy())
+    class ReportWithRun(TuneReportCallback):
+        """Tune's report callback, plus the Train run's id (see `_release_reservation`)."""
+
+        def after_report(self, run_context, metrics, checkpoint):
+            super().after_report(run_context, [{**metrics[0], TRAIN_RUN: run_context.run_id}],
+                                 checkpoint)
+
     board = ProgressBoard.remote()
     trial_dir = Path(tune.get_context().get_trial_dir())
     for fold in range(trial_folds):
         trainer = fold_trainer(experiment, resources, plan, classes, labels, Path(cache), fold,
                                board, storage=trial_dir / f"fold-{fold}",
-                               callbacks=[TuneReportCallback()])
+                               callbacks=[ReportWithRun()])
         trainer.fit()
+
+
+def _release_reservation(train_run: str | None) -> None:
+    """Cancel what a trial's Train run reserved with Ray Data's autoscaling coordinator.
+
+    Ray Train registers a run's worker resources with the coordinator and cancels them when the
+    run shuts down. A run that ends with its trial (ASHA stopping the trial, or stopping it
+    after its last report) is killed before it can, and for the next 180 s Ray Data counts those
+    CPUs as taken: on a small machine the next trial's data pipeline then gets no CPU and waits
+    ("Cluster resources are not enough to run any task"). Best effort: a reservation left
+    behind still expires on its own."""
+    if not train_run:
+        return
+    import ray
+    from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+
+    try:
+        ray.get(get_or_create_autoscaling_coordinator().cancel_request.remote(
+            requester_id=f"train-{train_run}"), timeout=10)
+    except Exception:  # a Ray version without this coordinator: the reservation expires
+        pass
 
 
 def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: int) -> pd.DataFrame:
@@ -231,10 +261,17 @@ def _progress_callback(emit: Events, metric: str):
                       fold=result.get("fold"), epoch=result.get("epoch"),
                       value=result.get(f"val_{self.metric}"))
 
+        def on_trial_start(self, iteration, trials, trial, **info):
+            for finished in trials:  # again, in case a stopped run re-registered since
+                if finished.status in ("TERMINATED", "ERROR"):
+                    _release_reservation((finished.last_result or {}).get(TRAIN_RUN))
+
         def on_trial_complete(self, iteration, trials, trial, **info):
+            _release_reservation((trial.last_result or {}).get(TRAIN_RUN))
             self.emit("trial_done", trial=trial.trial_id, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            _release_reservation((trial.last_result or {}).get(TRAIN_RUN))
             self.emit("trial_done", trial=trial.trial_id, failed=True)
 
     return Progress(emit, metric)

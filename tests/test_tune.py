@@ -1,14 +1,21 @@
-"""raycells tune: search spaces and overrides."""
+"""raycells tune: search spaces, and a small search on the demo data through Ray Tune."""
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
+import torch
 
 from raycells.cli.tune import parse_space_flags
+from raycells.cv import run_cv
+from raycells.demo import demo_dataset
 from raycells.errors import RaycellsError
+from raycells.index import index_dataset
 from raycells.sampling import Sampling
 from raycells.settings import build_settings
-from raycells.tune import check_space, with_overrides
+from raycells.tune import check_space, run_tune, with_overrides
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "epochs": 2, "folds": 3}
 
@@ -34,3 +41,33 @@ def test_overrides_reach_nested_settings_and_bad_ones_are_named():
                            ({}, "the search space is empty")):
         with pytest.raises(RaycellsError, match=message):
             check_space(base, space)
+
+
+def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path):
+    data = demo_dataset()
+    experiment, placement = build_settings(flags={**SMALL, "data": str(data)})
+    run = tmp_path / "tune"
+    seen = []
+    result = run_tune(run, experiment, placement,
+                      {"sampling.policy": ["none", "oversample", "sqrt", "class-weighted"]},
+                      manifest=index_dataset(data), grace_epochs=2,
+                      events=lambda kind, **info: seen.append(kind))
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 4 and set(trials["sampling.policy"]) == {"none", "oversample", "sqrt",
+                                                                  "class-weighted"}
+    assert (trials["status"] == "complete").all() and trials["score"].between(0, 1).all()
+    assert "trial_result" in seen
+
+    # The score comes from the inner validation split: each trial's fold-0 checkpoint history
+    # (validation metrics only) holds it, and no test fold was ever predicted.
+    assert not list(run.rglob("predictions.parquet"))
+    for trial in trials.itertuples():
+        state = torch.load(next((run / "tune" / trial.trial).rglob("state.pt")), weights_only=False)
+        assert max(e["val_macro_f1"] for e in state["history"]) == pytest.approx(trial.score)
+
+    best = json.loads((run / "best.json").read_text())
+    assert best["best"]["sampling.policy"] == trials.iloc[0]["sampling.policy"]
+    tuned, placement = build_settings(config_file=run / "best.json", flags={"epochs": 1, "folds": 2})
+    assert tuned.sampling.policy == result.best["sampling.policy"]
+    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=index_dataset(data))
+    assert sorted(cv.per_fold) == [0, 1]
