@@ -23,7 +23,7 @@ from .cache import image_cache
 from .errors import RaycellsError
 from .extra import EXTRA_FOLD, load_mapping, mapped_extra, read_extra, with_extra
 from .files import atomic_path, write_json
-from .folds import fold_parts, make_folds, small_classes
+from .folds import copy_folds, fold_parts, make_folds, small_classes
 from .manifest import Manifest, read_manifest, training_labels, write_manifest
 from .metrics import fold_metrics, summarize_folds
 from .predict import load_checkpoint, predict_rows, predictions_frame
@@ -47,18 +47,21 @@ class CvResult:
 
 def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
            manifest: Manifest | None = None, resume: bool = False,
-           only_folds: list[int] | None = None, events: Events | None = None) -> CvResult:
+           only_folds: list[int] | None = None, events: Events | None = None,
+           command: str = "cv", extra: dict[str, Any] | None = None) -> CvResult:
     """Cross-validate `experiment` into the run directory `out`.
 
     A new run needs `manifest`; `resume` reopens an existing run directory (refusing different
     settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
-    restricts training to those folds (the others are left for a later call)."""
+    restricts training to those folds (the others are left for a later call). `command` and
+    `extra` go to a new run's config.json."""
     emit = events or (lambda kind, **info: None)
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
     if any(not 0 <= k < experiment.folds for k in wanted):
         raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
     run = RunDir(out)
-    manifest, plan = prepare_run(run, experiment, placement, manifest, resume)
+    manifest, plan = prepare_run(run, experiment, placement, manifest, resume, command=command,
+                                 extra=extra)
     classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
     todo = [k for k in wanted if not run.fold_finished(k)]
     skipped = [k for k in wanted if k not in todo]
@@ -125,8 +128,17 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         raise RaycellsError("a new run needs a dataset: pass --data.")
     frame = training_labels(manifest.frame, experiment.labels, manifest.root)
     dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
-    plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
-                      val_fraction=experiment.val_fraction, drop_small=experiment.drop_small_classes)
+    if experiment.folds_from:
+        source = RunDir(experiment.folds_from)
+        if not source.folds.is_file():
+            raise RaycellsError(f"--folds-from {source.path}: no folds.parquet there; name a "
+                                "raycells run directory.")
+        plan = copy_folds(frame[~frame["label"].isin(dropped)], source.read_plan(),
+                          folds=experiment.folds, origin=str(source.path))
+    else:
+        plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
+                          val_fraction=experiment.val_fraction,
+                          drop_small=experiment.drop_small_classes)
     used = manifest.frame[~frame["label"].isin(dropped)].reset_index(drop=True)
     extra_counts: dict[str, int] = {}
     if experiment.extra_data:

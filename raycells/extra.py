@@ -29,14 +29,15 @@ def read_extra(path: str) -> Manifest:
     return read_manifest(path) if str(path).endswith(".parquet") else index_dataset(path)
 
 
-def load_mapping(name: str) -> dict[str, str]:
+def load_mapping(name: str, flag: str = "--extra-map") -> dict[str, str]:
     """A label mapping: a built-in name (pbc-to-aml) or a .json ({"from": "to"}) or .csv
-    (columns from,to) file. Keys are the extra dataset's fine labels or labels."""
+    (columns from,to) file. Keys are the other dataset's fine labels or labels. `flag` names
+    the option it came from, in errors."""
     if name in MAPPINGS:
         return dict(MAPPINGS[name])
     path = Path(name)
     if not path.is_file():
-        raise RaycellsError(f"--extra-map {name}: neither a built-in mapping "
+        raise RaycellsError(f"{flag} {name}: neither a built-in mapping "
                             f"({', '.join(MAPPINGS)}) nor a mapping file.")
     try:
         if path.suffix == ".json":
@@ -55,15 +56,15 @@ def load_mapping(name: str) -> dict[str, str]:
 
 
 def mapped_extra(extra: Manifest, mapping: dict[str, str], classes: set[str]) -> pd.DataFrame:
-    """The extra dataset's images whose fine label (or else label) maps to one of `classes`,
-    relabelled; the others are left out."""
+    """The images of `extra` (another dataset) whose fine label (or else label) maps to one of
+    `classes`, relabelled; the others are left out."""
     frame = extra.frame
     key = frame["fine_label"].fillna(frame["label"]) if "fine_label" in frame else frame["label"]
     target = key.astype(str).map(mapping)
     keep = target.isin(classes)
     if not keep.any():
         raise RaycellsError(f"{extra.root}: no image maps onto the run's classes "
-                            f"({', '.join(sorted(classes))}) with this mapping; check --extra-map.")
+                            f"({', '.join(sorted(classes))}) with this mapping; check the mapping.")
     chosen = frame[keep].copy()
     chosen["label"] = target[keep]
     chosen["source"] = chosen["source"].fillna(extra.source) if "source" in chosen else extra.source

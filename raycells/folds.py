@@ -51,6 +51,25 @@ def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: floa
     return plan
 
 
+def copy_folds(frame: pd.DataFrame, other: pd.DataFrame, *, folds: int, origin: str) -> pd.DataFrame:
+    """The fold plan for `frame` taken from another run's plan `other` (same images, by path):
+    the same test folds and inner validation splits, in `frame`'s row order and with its labels."""
+    other = other[other["fold"] >= 0]  # extra training images belong to that run only
+    other_folds = int(other["fold"].max()) + 1
+    if other_folds != folds:
+        raise RaycellsError(f"{origin} has {other_folds} folds: pass --folds {other_folds} to use "
+                            "its fold plan.")
+    here, there = set(frame["path"]), set(other["path"])
+    if here != there:
+        only_here, only_there = sorted(here - there), sorted(there - here)
+        parts = [f"{len(paths)} only {where} (such as {paths[0]})" for paths, where in
+                 ((only_here, "in this dataset"), (only_there, f"in {origin}")) if paths]
+        raise RaycellsError(f"the fold plan of {origin} is for other images: {'; '.join(parts)}. "
+                            "Both runs need the same dataset (and the same --drop-small-classes).")
+    return frame[["path", "label"]].reset_index(drop=True).merge(
+        other.drop(columns="label"), on="path", how="left", validate="one_to_one")
+
+
 def inner_validation(labels: np.ndarray, groups: np.ndarray | None, *, fraction: float,
                      seed: int) -> np.ndarray:
     """Positions (into `labels`) of a stratified validation split of about `fraction` (more on

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from .errors import RaycellsError
+from .phases import head_name
 
 _REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
 
@@ -42,8 +43,10 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
     return model
 
 
-def load_weights(model: nn.Module, weights: str | os.PathLike) -> None:
-    """Load a state dict (or a raycells checkpoint holding one under "model") into `model`."""
+def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = True) -> None:
+    """Load a state dict (or a raycells checkpoint holding one under "model") into `model`; with
+    `head=False`, every weight but the classification head's (which keeps its fresh values: the
+    weights may come from a network trained on other classes)."""
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as error:
@@ -52,12 +55,21 @@ def load_weights(model: nn.Module, weights: str | os.PathLike) -> None:
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     state = {key.removeprefix("module."): value for key, value in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise RaycellsError(f"{weights}: the weights do not fit this architecture ({first}). Pass "
-                            "--model with the architecture they were trained with.") from error
+    if not head:
+        prefix = head_name(model) + "."
+        state = {key: value for key, value in state.items() if not key.startswith(prefix)}
+        state.update({key: value for key, value in model.state_dict().items()
+                      if key.startswith(prefix)})
+    expected = model.state_dict()
+    problems = [f"{len(keys)} {what} (such as {sorted(keys)[0]})" for what, keys in (
+        ("missing", expected.keys() - state.keys()), ("unexpected", state.keys() - expected.keys()),
+        ("of another shape", {key for key in expected.keys() & state.keys()
+                              if expected[key].shape != state[key].shape})) if keys]
+    if problems:
+        raise RaycellsError(f"{weights}: the weights do not fit {type(model).__name__}: "
+                            f"{', '.join(problems)}. Pass --model with the architecture they were "
+                            "trained with.")
+    model.load_state_dict(state)
 
 
 @register_model("tiny_cnn")

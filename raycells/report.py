@@ -47,7 +47,9 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
     config = run.read_config()
     classes = list(config["data"]["classes"])
     scheme = scheme_for(classes)
-    folds_total = config["settings"]["experiment"]["folds"]
+    folds_total = config.get("settings", {}).get("experiment", {}).get("folds")
+    if folds_total is None:  # an evaluation (`raycells evaluate`): one fold, all its images
+        folds_total = int(run.read_plan()["fold"].max()) + 1
     present = [k for k in range(folds_total) if (run.fold(k) / "predictions.parquet").is_file()]
     if not present:
         raise RaycellsError(f"{run.path}: no fold has predictions yet. Let `raycells cv` finish "
@@ -78,7 +80,7 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
         summary=_summarize(per_fold, classes), confusion=confusion,
-        plan_id=_plan_id(run), threshold=threshold, curves=curves)
+        plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves)
 
 
 def _summarize(per_fold: dict[int, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
@@ -109,8 +111,8 @@ def _summarize(per_fold: dict[int, dict[str, Any]], classes: list[str]) -> dict[
     return summary
 
 
-def _plan_id(run: RunDir) -> str:
-    plan = run.read_plan()[["path", "fold"]].sort_values("path")
+def _plan_id(plan: pd.DataFrame) -> str:
+    plan = plan[["path", "fold"]].sort_values("path")
     digest = hashlib.sha1()
     for path, fold in plan.itertuples(index=False):
         digest.update(f"{path}\t{fold}\n".encode())

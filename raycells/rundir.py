@@ -7,8 +7,10 @@
       fold-<k>/          checkpoint/, history.csv, predictions.parquet, metrics.json
       report/            written by `raycells report`
       ray.log            Ray's own messages while the CLI ran (kept off the terminal)
+      source.pt          a transfer run's source network (`raycells transfer`)
 
-A fold is finished when its metrics.json exists (written last, atomically).
+A fold is finished when its metrics.json exists (written last, atomically). An evaluation
+(`raycells evaluate`) is one fold-0 holding all its images, with no checkpoint.
 """
 
 from __future__ import annotations
@@ -48,12 +50,26 @@ class RunDir:
     def fold_finished(self, k: int) -> bool:
         return (self.fold(k) / "metrics.json").is_file()
 
+    def checkpoint(self, k: int) -> Path | None:
+        """Fold k's newest checkpoint file (the training loop's state.pt), if any."""
+        files = sorted((self.fold(k) / "checkpoint").glob("epoch-*/state.pt"))
+        return files[-1] if files else None
+
     def read_config(self) -> dict[str, Any]:
         try:
             return json.loads(self.config.read_text())
         except (OSError, ValueError) as error:
             raise RaycellsError(f"{self.config}: cannot read the run's config ({error}). Is "
                                 f"{self.path} a raycells run directory?") from error
+
+    def training_settings(self) -> dict[str, Any]:
+        """The experiment settings of a run that trained models (cv, transfer, tune)."""
+        config = self.read_config()
+        settings = config.get("settings", {}).get("experiment")
+        if settings is None:
+            raise RaycellsError(f"{self.path} trained no models (a `raycells "
+                                f"{config.get('command', '?')}` run): name a cv or transfer run.")
+        return settings
 
     def read_plan(self) -> pd.DataFrame:
         return pd.read_parquet(self.folds)

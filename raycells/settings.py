@@ -23,6 +23,24 @@ LABELS = ("class", "fine")
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """A run that starts from a trained network (`raycells transfer`): the head is replaced for
+    the new classes and trained alone first; then the experiment's `epochs` at its `lr` train
+    everything but the batch-norm layers. The source network's weights are `weights`."""
+
+    source: str
+    """Where the network comes from (a run directory and fold, or a weights file), for the reader."""
+    head_epochs: int = 10
+    """Epochs of the first phase: new head only, body frozen."""
+    head_lr: float = 0.01
+    """Peak learning rate of the first phase."""
+
+    def __post_init__(self) -> None:
+        _check(self.head_epochs >= 0, "transfer.head_epochs", self.head_epochs, "0 or more")
+        _check(self.head_lr > 0, "transfer.head_lr", self.head_lr, "above 0")
+
+
+@dataclass(frozen=True)
 class Experiment:
     """Everything that decides what a cross-validation run computes."""
 
@@ -37,7 +55,8 @@ class Experiment:
     image_size: int = 64
     """Images are resized to image_size x image_size (the paper: 400)."""
     epochs: int = 18
-    """Training epochs per fold; the best epoch on the inner validation split is kept."""
+    """Training epochs per fold (after a transfer run's head epochs); the best epoch on the inner
+    validation split is kept."""
     batch_size: int = 64
     """Images per optimisation step, summed over all workers."""
     lr: float = 0.002
@@ -63,7 +82,12 @@ class Experiment:
     sampling: Sampling = field(default_factory=Sampling)
     """Which training images (and how many copies) each epoch sees, or a class-weighted loss."""
     weights: str | None = None
-    """Initial weights file (a state dict or raycells checkpoint); None trains from scratch."""
+    """Initial weights file (a state dict or raycells checkpoint); None trains from scratch. With
+    `transfer`, every weight but the head's."""
+    transfer: Transfer | None = None
+    """Two-phase training from the network in `weights` (None: one phase, everything trained)."""
+    folds_from: str | None = None
+    """Take the fold plan from this run directory (same images), so two runs pair fold by fold."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     """Augmentation of training batches."""
     tta: bool = True
@@ -73,7 +97,12 @@ class Experiment:
     def __post_init__(self) -> None:
         _check(self.folds >= 2, "folds", self.folds, "at least 2")
         _check(self.image_size >= 16, "image_size", self.image_size, "at least 16 pixels")
-        _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        _check(self.epochs >= (0 if self.transfer else 1), "epochs", self.epochs,
+               "0 or more after transfer head epochs" if self.transfer else "at least 1")
+        _check(self.transfer is None or self.transfer.head_epochs + self.epochs >= 1, "epochs",
+               self.epochs, "at least 1 epoch over both transfer phases")
+        _check(self.transfer is None or self.weights is not None, "weights", self.weights,
+               "the source network's weights file when transfer is set")
         _check(self.batch_size >= 2, "batch_size", self.batch_size, "at least 2")
         _check(self.lr > 0, "lr", self.lr, "above 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "0 or more")
@@ -115,10 +144,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"model": "resnext50", "image_size": 400, "epochs": 20, "batch_size": 32,
               "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine",
               "tta": False},
+    "transfer": {"epochs": 10, "lr": 1e-5},
 }
 """Named starting points: `cpu` (the defaults: ResNet-18 on 64x64 images), `demo` (a tiny CNN
-for the synthetic demo data: checks the set-up in minutes) and `paper` (ResNeXt-50 at 400x400 as
-in Matek et al. 2019; for GPUs). Without a preset, runs on the demo data use `demo`, others `cpu`."""
+for the synthetic demo data: checks the set-up in minutes), `paper` (ResNeXt-50 at 400x400 as
+in Matek et al. 2019; for GPUs) and `transfer` (what `raycells transfer` starts from: after the
+head's epochs, 10 fine-tuning epochs at 1e-5). Without a preset, runs on the demo data use
+`demo`, others `cpu`."""
 
 
 def build_settings(*, preset: str | None = None, config_file: str | Path | None = None,
@@ -127,7 +159,7 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
     """Merge defaults, a preset (`preset`, else the file's "preset", else cpu, or demo when no
     dataset is named), `config_file` and `flags` (None values are ignored), in that order. Keys
     may be any Experiment or Placement field; augmentation keys go under "augment", sampling keys
-    under "sampling" (or "sampling" names just the policy)."""
+    under "sampling" (or "sampling" names just the policy), transfer keys under "transfer"."""
     values: dict[str, Any] = {}
     file_values = read_config_file(config_file) if config_file else {}
     for key in ignore:  # tables of the file that another part of the command reads
@@ -146,6 +178,8 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
             elif key == "sampling" and isinstance(value, dict):
                 base = values.get("sampling", {})
                 values["sampling"] = {**({"policy": base} if isinstance(base, str) else base), **value}
+            elif key == "transfer" and isinstance(value, dict):
+                values["transfer"] = {**(values.get("transfer") or {}), **value}
             else:
                 values[key] = value
     return settings_from_dict(values, origin=str(config_file) if config_file else "the settings")
@@ -178,6 +212,12 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
             if unknown_sampling:
                 raise ValueError(f"unknown sampling settings {', '.join(sorted(unknown_sampling))}")
             experiment["sampling"] = Sampling(**sampling)
+        transfer = experiment.pop("transfer", None)
+        if transfer is not None:
+            unknown_transfer = set(transfer) - {f.name for f in fields(Transfer)}
+            if unknown_transfer:
+                raise ValueError(f"unknown transfer settings {', '.join(sorted(unknown_transfer))}")
+            experiment["transfer"] = Transfer(**transfer)
         return (Experiment(**experiment),
                 Placement(**{k: v for k, v in values.items() if k in placement_keys}))
     except (TypeError, ValueError) as error:
@@ -185,7 +225,7 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
 
 
 def as_dict(settings: Experiment | Placement) -> dict[str, Any]:
-    """Plain JSON-ready dict of a settings object (augmentation and sampling nested)."""
+    """Plain JSON-ready dict of a settings object (augmentation, sampling and transfer nested)."""
     return dataclasses.asdict(settings)
 
 

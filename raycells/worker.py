@@ -27,7 +27,8 @@ from torch import nn
 
 from .augment import Augmenter
 from .metrics import confusion_scores
-from .models import create_model
+from .models import create_model, load_weights
+from .phases import phase_of, set_trainable, total_epochs, train_mode, training_phases
 from .settings import settings_from_dict
 
 CHECKPOINT_FILE = "state.pt"
@@ -70,56 +71,66 @@ def train_fold(config: dict[str, Any]) -> None:
     on_gpu = device.type == "cuda"
     board.add_pid.remote(fold, rank, os.getpid())
 
-    model = create_model(experiment.model, len(classes), experiment.weights)
+    model = create_model(experiment.model, len(classes))
+    if experiment.weights:
+        load_weights(model, experiment.weights, head=experiment.transfer is None)
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
-    model = ray.train.torch.prepare_model(model)
-    if experiment.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=experiment.lr, momentum=0.9,
-                                    nesterov=True, weight_decay=experiment.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=experiment.lr,
-                                      weight_decay=experiment.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
     augmenter = Augmenter(experiment.augment).to(device) if experiment.augment.enabled else None
     weights = config["loss_weights"]
     loss_fn = nn.CrossEntropyLoss(
         weight=None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device))
 
-    state = {"epoch": -1, "step": 0, "history": [], "best": None, "restored_from": []}
+    state = {"epoch": -1, "step": 0, "history": [], "best": None, "restored_from": [],
+             "phase": None, "phase_start_step": 0}
+    saved = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-        _unwrap(model).load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        model.load_state_dict(saved["model"])
         scaler.load_state_dict(saved["scaler"])
-        state = {key: saved[key] for key in state}
+        state = {key: saved.get(key, state[key]) for key in state}
         state["restored_from"] = state["restored_from"] + [saved["epoch"] + 1]  # epochs done
 
     local_batch = max(1, experiment.batch_size // world)
     shard = ray.train.get_dataset_shard("train")
     upcoming = None  # the next epoch's batches, already on their way
     val_batches = None  # this worker's share of the validation images, read once
-    total_steps = experiment.epochs * config["steps_per_epoch"]
-    lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
-    for epoch in range(state["epoch"] + 1, experiment.epochs):
+    phases = training_phases(experiment)
+    epochs = total_epochs(experiment)
+    phase, trained, optimizer = None, model, None
+    for epoch in range(state["epoch"] + 1, epochs):
+        if phase != phase_of(phases, epoch):
+            phase = phase_of(phases, epoch)
+            # A new wrapper per phase: DDP synchronises only the parameters trainable when it is built.
+            optimizer = _optimizer(set_trainable(model, phase), experiment, phase.lr)
+            trained = ray.train.torch.prepare_model(model)
+            if saved is not None and saved.get("phase", phase.name) == phase.name:
+                optimizer.load_state_dict(saved["optimizer"])  # resuming inside this phase
+            else:
+                state["phase"], state["phase_start_step"] = phase.name, state["step"]
+        phase_steps = phase.epochs * config["steps_per_epoch"]
         upcoming = upcoming or EpochBatches(shard, local_batch, device)
-        model.train()
+        train_mode(trained, phase)
         # Running sums stay on the device: reading them every step would stall a GPU.
         sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
         seen = torch.zeros(len(classes), dtype=torch.long, device=device)
         count, start = 0, time.perf_counter()
         last_post = start
         batches, upcoming = upcoming, None
+        lr = learning_rate(state["step"] - state["phase_start_step"], phase_steps, phase.lr,
+                           experiment.schedule)
         for index, batch in enumerate(batches):
-            lr = learning_rate(state["step"], total_steps, experiment.lr, experiment.schedule)
+            lr = learning_rate(state["step"] - state["phase_start_step"], phase_steps, phase.lr,
+                               experiment.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = prepare_images(batch["image"], augmenter, channels_last=on_gpu)
             y = batch["label"].long()
             with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
-                logits = model(x)
+                logits = trained(x)
                 loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -132,14 +143,14 @@ def train_fold(config: dict[str, Any]) -> None:
             count += len(y)
             if rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
-                _post_train(board, fold, epoch, experiment.epochs, index + 1,
+                _post_train(board, fold, phase.name, epoch, epochs, index + 1,
                             config["steps_per_epoch"], sums[0].item() / count,
                             count * world / (time.perf_counter() - start))
         train_seconds = time.perf_counter() - start
-        if epoch + 1 < experiment.epochs:
+        if epoch + 1 < epochs:
             upcoming = EpochBatches(shard, local_batch, device)  # starts while this epoch validates
         if rank == 0 and count:
-            _post_train(board, fold, epoch, experiment.epochs, count // local_batch,
+            _post_train(board, fold, phase.name, epoch, epochs, count // local_batch,
                         config["steps_per_epoch"], sums[0].item() / count,
                         count * world / train_seconds)
         totals = _sum_across(sums.tolist() + [count], device)
@@ -150,11 +161,11 @@ def train_fold(config: dict[str, Any]) -> None:
         start = time.perf_counter()
         if val_batches is None:
             val_batches = _my_share(ray.train.get_dataset_shard("val"), rank, world, local_batch)
-        val_loss, confusion = _validate(model, val_batches, len(classes), device)
+        val_loss, confusion = _validate(trained, val_batches, len(classes), device)
         val_seconds = time.perf_counter() - start
         scores = confusion_scores(confusion)
         record = {
-            "epoch": epoch + 1, "lr": lr,
+            "epoch": epoch + 1, "phase": phase.name, "lr": lr,
             "train_loss": totals[0] / max(totals[2], 1), "train_accuracy": totals[1] / max(totals[2], 1),
             "val_loss": val_loss, "val_accuracy": scores["accuracy"],
             "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
@@ -169,7 +180,7 @@ def train_fold(config: dict[str, Any]) -> None:
         if best is None or (record["val_macro_f1"], -record["val_loss"]) > (best["val_macro_f1"], -best["val_loss"]):
             state["best"] = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
                              "val_loss": record["val_loss"],
-                             "model": {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}}
+                             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         metrics = {"fold": fold, **{key: value for key, value in record.items() if key != "seen_per_class"}}
         if rank == 0:
             board.post.remote(fold, phase="epoch done", epoch=epoch + 1, last=metrics)
@@ -177,7 +188,7 @@ def train_fold(config: dict[str, Any]) -> None:
                 torch.save({
                     **state, "model_name": experiment.model, "classes": classes,
                     "image_size": experiment.image_size, "experiment": config["experiment"],
-                    "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
                 }, Path(folder) / CHECKPOINT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
@@ -219,9 +230,9 @@ class EpochBatches:
         self.waited += time.perf_counter() - asked
 
 
-def _post_train(board, fold: int, epoch: int, epochs: int, batch: int, batches: int,
+def _post_train(board, fold: int, phase: str, epoch: int, epochs: int, batch: int, batches: int,
                 loss: float, images_per_s: float) -> None:
-    board.post.remote(fold, phase="train", epoch=epoch + 1, epochs=epochs, batch=batch,
+    board.post.remote(fold, phase=phase, epoch=epoch + 1, epochs=epochs, batch=batch,
                       batches=batches, loss=loss, images_per_s=images_per_s)
 
 
@@ -266,5 +277,8 @@ def _sum_across(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
+def _optimizer(parameters: list[nn.Parameter], experiment, lr: float) -> torch.optim.Optimizer:
+    if experiment.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True,
+                               weight_decay=experiment.weight_decay)
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=experiment.weight_decay)

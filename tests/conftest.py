@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 
 from raycells.index import index_dataset
-from raycells.manifest import Manifest, write_manifest
+from raycells.manifest import Manifest, read_manifest, write_manifest
 from raycells.rundir import RunDir, write_plan
+from raycells.training import DATA_RESERVATION_ENV
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -77,9 +79,36 @@ def prediction_run():
 def ray_session():
     import ray
 
+    os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.training.init_ray does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def complete_run():
+    """A check that a run directory holds everything the contract promises, for every fold."""
+
+    def check(run: Path, *, folds: int, classes: int) -> None:
+        config = json.loads((run / "config.json").read_text())
+        assert config["settings"]["experiment"]["folds"] == folds
+        assert {"torch", "ray", "kornia"} <= set(config["packages"]) and "seed" in config
+        assert len(read_manifest(run / "manifest.parquet")) == len(pd.read_parquet(run / "folds.parquet"))
+        for k in range(folds):
+            fold = run / f"fold-{k}"
+            history = pd.read_csv(fold / "history.csv")
+            assert {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+            predictions = pd.read_parquet(fold / "predictions.parquet")
+            probs = predictions.filter(like="prob_")
+            assert probs.shape[1] == classes and ((probs.sum(axis=1) - 1).abs() < 1e-4).all()
+            assert {"path", "label", "predicted"} <= set(predictions.columns)
+            metrics = json.loads((fold / "metrics.json").read_text())
+            assert metrics["images"] == len(predictions)
+            first = probs.columns[0].removeprefix("prob_")
+            assert set(metrics["per_class"][first]) == {"precision", "sensitivity", "f1", "support"}
+            assert list((fold / "checkpoint").glob("epoch-*/state.pt"))
+
+    return check
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +118,28 @@ def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "small.parquet"
     write_manifest(Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def aml_run(matek_dir, tmp_path_factory) -> Path:
+    """A finished 2-fold run (tiny CNN, one epoch) on the AML samples: 15 classes. Trained once
+    per test session, on a Ray cluster of its own (set up before any module's ray_session)."""
+    import ray
+
+    from raycells.cv import run_cv
+    from raycells.settings import build_settings
+
+    run = tmp_path_factory.mktemp("source") / "aml"
+    experiment, placement = build_settings(flags={
+        "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
+        "lr": 0.01, "data": str(matek_dir)})
+    started = not ray.is_initialized()
+    if started:
+        os.environ.setdefault(DATA_RESERVATION_ENV, "60")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_cv(run, experiment, placement, manifest=index_dataset(matek_dir))
+    finally:
+        if started:
+            ray.shutdown()
+    return run

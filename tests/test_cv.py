@@ -25,29 +25,11 @@ def _settings(**overrides):
     return build_settings(flags={**SMALL, **overrides})
 
 
-def _complete(run: Path, folds: int) -> None:
-    config = json.loads((run / "config.json").read_text())
-    assert config["settings"]["experiment"]["folds"] == folds
-    assert {"torch", "ray", "kornia"} <= set(config["packages"]) and "seed" in config
-    assert len(read_manifest(run / "manifest.parquet")) == len(pd.read_parquet(run / "folds.parquet"))
-    for k in range(folds):
-        fold = run / f"fold-{k}"
-        history = pd.read_csv(fold / "history.csv")
-        assert {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
-        predictions = pd.read_parquet(fold / "predictions.parquet")
-        probs = predictions.filter(like="prob_")
-        assert probs.shape[1] == 8 and ((probs.sum(axis=1) - 1).abs() < 1e-4).all()
-        assert {"path", "label", "predicted"} <= set(predictions.columns)
-        metrics = json.loads((fold / "metrics.json").read_text())
-        assert metrics["images"] == len(predictions)
-        assert set(metrics["per_class"]["basophil"]) == {"precision", "sensitivity", "f1", "support"}
-        assert list((fold / "checkpoint").glob("epoch-*/state.pt"))
-
-
-def test_two_worker_run_writes_the_complete_run_directory(ray_session, small_pbc, tmp_path):
+def test_two_worker_run_writes_the_complete_run_directory(ray_session, small_pbc, tmp_path,
+                                                          complete_run):
     experiment, placement = _settings(data=str(small_pbc), workers=2)
     result = run_cv(tmp_path / "run", experiment, placement, manifest=read_manifest(small_pbc))
-    _complete(tmp_path / "run", folds=2)
+    complete_run(tmp_path / "run", folds=2, classes=8)
     assert sorted(result.per_fold) == [0, 1]
     plan = pd.read_parquet(tmp_path / "run" / "folds.parquet")
     tested = pd.concat(pd.read_parquet(tmp_path / "run" / f"fold-{k}" / "predictions.parquet") for k in (0, 1))
@@ -55,7 +37,8 @@ def test_two_worker_run_writes_the_complete_run_directory(ray_session, small_pbc
     assert 0 <= result.summary["accuracy"][0] <= 1
 
 
-def test_a_run_stopped_after_its_first_fold_resumes_without_retraining_it(ray_session, small_pbc, tmp_path):
+def test_a_run_stopped_after_its_first_fold_resumes_without_retraining_it(ray_session, small_pbc, tmp_path,
+                                                                         complete_run):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "raycells.cli.main", "cv", "--data", str(small_pbc), "--out", str(run),
                "--folds", "3"] + [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k != "folds"]
@@ -73,7 +56,7 @@ def test_a_run_stopped_after_its_first_fold_resumes_without_retraining_it(ray_se
     result = run_cv(run, experiment, placement, resume=True)
     assert result.skipped[0] == 0 and sorted(result.per_fold) == [0, 1, 2]
     assert (run / "fold-0" / "metrics.json").stat().st_mtime == finished_at
-    _complete(run, folds=3)
+    complete_run(run, folds=3, classes=8)
 
 
 def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_path):
@@ -93,7 +76,8 @@ def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_p
         run_cv(run, other, placement, resume=True)
 
 
-def test_a_killed_training_worker_is_recovered_from_its_checkpoint(ray_session, small_pbc, tmp_path):
+def test_a_killed_training_worker_is_recovered_from_its_checkpoint(ray_session, small_pbc, tmp_path,
+                                                                  complete_run):
     run = tmp_path / "run"
     experiment, placement = _settings(data=str(small_pbc), epochs=4)
     errors = []
@@ -112,7 +96,7 @@ def test_a_killed_training_worker_is_recovered_from_its_checkpoint(ray_session, 
     assert metrics["restored_from_epochs"], "fold 0 did not restart from a checkpoint"
     history = pd.read_csv(run / "fold-0" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4]
-    _complete(run, folds=2)
+    complete_run(run, folds=2, classes=8)
 
 
 def _catch(errors, fn, *args, **kwargs):

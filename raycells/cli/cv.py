@@ -21,6 +21,7 @@ from .common import LiveDisplay, console, dataset_path, load_dataset, reported_e
 def cv(
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder, CSV or manifest. Default: the built-in SYNTHETIC demo dataset.", show_default=False)] = None,
     folds: Annotated[Optional[int], typer.Option(help="Number of stratified folds (default: 5).", show_default=False)] = None,
+    folds_from: Annotated[Optional[Path], typer.Option(help="Use the fold plan of this run directory (same images), so that `raycells report` pairs the two runs fold by fold.", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(help="resnext50 (the paper's), efficientnet_b0, densenet121, convnext_tiny, resnet18 (cpu preset) or tiny_cnn.", show_default=False)] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels (cpu preset: 64; paper: 400).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (cpu preset: 18).", show_default=False)] = None,
@@ -49,6 +50,7 @@ def cv(
 ) -> None:
     """Cross-validate a classifier: stratified k folds, trained on Ray, evaluated like the paper."""
     flags = {"data": str(data) if data else None, "folds": folds, "model": model,
+             "folds_from": str(folds_from) if folds_from else None,
              "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "weight_decay": weight_decay, "optimizer": optimizer, "schedule": schedule,
              "seed": seed, "labels": labels, "tta": tta,
@@ -58,32 +60,44 @@ def cv(
              "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker,
              "address": address}
     with reported_errors():
-        flags["augment"] = _parse_augment(augment)
+        flags["augment"] = parse_augment(augment)
         flags["sampling"] = parse_sampling(sampling)
-        if resume:
-            if out is None:
-                raise RaycellsError("--resume needs --out: the run directory to continue.")
-            base = out / "config.json"
-            if not base.is_file():
-                raise RaycellsError(f"{out}: nothing to resume (no config.json). Start the run without --resume.")
-            experiment, placement = build_settings(preset=preset, config_file=config or base, flags=flags)
-            manifest = None
-        else:
-            experiment, placement = build_settings(preset=preset, config_file=config, flags=flags)
-            out = out or Path("runs") / f"cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
-            path = dataset_path(Path(experiment.data) if experiment.data else None)
-            experiment = dataclasses.replace(experiment, data=str(path))
-            manifest = load_dataset(path)
-        display = _Display()
+        out = run_directory(out, resume, "cv")
+        experiment, placement, manifest = run_settings(flags, preset=preset, config=config,
+                                                       out=out, resume=resume)
+        display = FoldsDisplay()
         result = display.run(
             lambda: run_cv(out, experiment, placement, manifest=manifest, resume=resume,
                            events=display.event),
             Path(out), "Finished folds and checkpoints are kept: continue with "
                        f"`raycells cv --resume --out {out}`.")
-    _final_table(result)
+    final_table(result)
 
 
-def _parse_augment(text: str | None) -> Any:
+def run_directory(out: Path | None, resume: bool, command: str) -> Path:
+    """--out, or a new runs/<command>-<time> folder; --resume needs --out."""
+    if resume and out is None:
+        raise RaycellsError("--resume needs --out: the run directory to continue.")
+    return out or Path("runs") / f"{command}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def run_settings(flags: dict[str, Any], *, preset: str | None, config: Path | None, out: Path,
+                 resume: bool) -> tuple[Any, Any, Any]:
+    """(experiment, placement, manifest) for a new run (the dataset read) or for --resume (the
+    run's own config.json under the flags; the manifest is the run's)."""
+    if resume:
+        base = out / "config.json"
+        if not base.is_file():
+            raise RaycellsError(f"{out}: nothing to resume (no config.json). Start the run without --resume.")
+        experiment, placement = build_settings(preset=preset, config_file=config or base, flags=flags)
+        return experiment, placement, None
+    experiment, placement = build_settings(preset=preset, config_file=config, flags=flags)
+    path = dataset_path(Path(experiment.data) if experiment.data else None)
+    experiment = dataclasses.replace(experiment, data=str(path))
+    return experiment, placement, load_dataset(path)
+
+
+def parse_augment(text: str | None) -> Any:
     if text is None or text == "on":
         return None
     if text == "off":
@@ -118,7 +132,7 @@ def parse_sampling(text: str | None) -> dict[str, Any] | None:
     return values
 
 
-class _Display(LiveDisplay):
+class FoldsDisplay(LiveDisplay):
     """Turns run_cv's events into a live table (fold, phase, epoch, batches, loss, images/s)."""
 
 
@@ -160,7 +174,7 @@ class _Display(LiveDisplay):
         return table
 
 
-def _final_table(result: CvResult) -> None:
+def final_table(result: CvResult) -> None:
     summary = result.summary
     console.print()
     folds = Table(title=f"Test folds ({result.run_dir})", title_justify="left")

@@ -2,7 +2,7 @@
 
 import typer
 
-from . import cv, data, report, tune
+from . import cv, data, evaluate, report, transfer, tune
 
 app = typer.Typer(
     name="raycells",
@@ -15,6 +15,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("cv")(cv.cv)
 app.command("tune")(tune.tune)
+app.command("transfer")(transfer.transfer)
+app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
 
 if __name__ == "__main__":

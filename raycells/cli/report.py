@@ -30,16 +30,16 @@ def report(
             written = write_report(scores, RunDir(run_dir).report, synthetic=synthetic)
             runs.append(scores)
             if len(run_dirs) == 1:
-                _print(report_tables(scores, synthetic=synthetic))
+                print_tables(report_tables(scores, synthetic=synthetic))
             console.print(f"Report of {run_dir} written to {RunDir(run_dir).report}: {', '.join(written)}")
         if len(runs) > 1:
             comparisons = compare(runs)
-            _print(comparison_tables(comparisons))
+            print_tables(comparison_tables(comparisons))
             written = write_comparison(comparisons, RunDir(run_dirs[0]).report)
             console.print(f"Comparison written to {RunDir(run_dirs[0]).report}: {', '.join(written)}")
 
 
-def _print(tables) -> None:
+def print_tables(tables) -> None:
     for table in tables:
         rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
                                caption_justify="left")

@@ -1,0 +1,138 @@
+"""Trained networks on new images (`raycells evaluate`): a run's fold models (the mean of their
+probabilities, or one fold's) predict every image of another dataset of the same class scheme,
+or, through a label mapping, of another scheme (how far the domain shift alone takes the
+network).
+
+The result is a run directory that `raycells report` reads like any other: config.json,
+manifest.parquet (the evaluated images, with the labels they were scored against), folds.parquet
+and fold-0/ with predictions.parquet and metrics.json; an evaluation is one "fold" holding all
+its images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .cache import image_cache
+from .errors import RaycellsError
+from .extra import load_mapping, mapped_extra
+from .files import atomic_path, write_json
+from .manifest import Manifest, training_labels, write_manifest
+from .metrics import fold_metrics
+from .predict import predict_rows, predictions_frame
+from .rundir import RunDir, write_config, write_plan
+from .settings import Placement
+from .training import init_ray
+
+Events = Callable[..., None]
+"""Called as events(kind, **info): prepared, cache, model (fold, done, total)."""
+
+
+@dataclass
+class Evaluation:
+    run_dir: Path
+    classes: list[str]
+    folds: list[int]
+    """The source run's folds whose models were used."""
+    metrics: dict[str, Any]
+    left_out: dict[str, int]
+    """Images whose label has no counterpart among the network's classes, by label."""
+
+
+def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
+                 fold: int | None = None, mapping: str | None = None,
+                 placement: Placement | None = None, events: Events | None = None) -> Evaluation:
+    """Predict the images of `manifest` with the models of `source_run` (all finished folds, their
+    probabilities averaged, or fold `fold`) into the new run directory `out`. Labels must be the
+    source run's classes, or `mapping` (pbc-to-aml, or a .json/.csv file) maps them there."""
+    emit = events or (lambda kind, **info: None)
+    source = RunDir(source_run)
+    settings = source.training_settings()
+    classes = list(source.read_config()["data"]["classes"])
+    folds = _model_folds(source, settings["folds"], fold)
+    frame, left_out = _scored_images(manifest, classes, mapping, settings.get("labels", "class"))
+    run = RunDir(out)
+    if run.config.is_file():
+        raise RaycellsError(f"{run.path} already holds a run: choose another --out.")
+
+    emit("prepared", run_dir=str(run.path), images=len(frame), classes=classes,
+         synthetic=manifest.synthetic, source=manifest.source, extra={})
+    init_ray(placement or Placement())
+    import ray
+
+    cache = image_cache(frame, settings["image_size"],
+                        progress=lambda done, total: emit("cache", done=done, total=total))
+    labels = np.searchsorted(classes, frame["label"].to_numpy())
+    rows = np.arange(len(frame))
+    resources = ray.cluster_resources()
+    probs = np.zeros((len(frame), len(classes)))
+    for done, k in enumerate(folds):
+        emit("model", fold=k, done=done, total=len(folds))
+        _, fold_probs = predict_rows(source.checkpoint(k), cache, settings["image_size"], labels,
+                                     rows, use_gpu=resources.get("GPU", 0) >= 1,
+                                     threads=max(1, int(resources.get("CPU", 1))),
+                                     tta=settings.get("tta", False))
+        probs += fold_probs / len(folds)
+    emit("model", fold=None, done=len(folds), total=len(folds))
+
+    plan = pd.DataFrame({"path": frame["path"], "label": frame["label"], "fold": 0})
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_config(run, {
+        "command": "evaluate",
+        "evaluate": {"from": str(source.path), "folds": folds,
+                     "combined": "mean of the fold models' probabilities" if len(folds) > 1 else "one fold's model",
+                     "map": mapping, "left_out": left_out},
+        "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
+                 "synthetic": manifest.synthetic, "images": len(frame), "classes": classes},
+    })
+    write_manifest(Manifest(frame=frame, root=manifest.root, layout=manifest.layout,
+                            source=manifest.source, synthetic=manifest.synthetic), run.manifest)
+    write_plan(plan, run.folds)
+    predictions = predictions_frame(plan, classes, rows, probs, fold=0)
+    with atomic_path(run.fold(0) / "predictions.parquet") as tmp:
+        predictions.to_parquet(tmp, index=False)
+    metrics = fold_metrics(labels, probs.argmax(1), classes)
+    write_json(run.fold(0) / "metrics.json", {**metrics, "models": folds})
+    return Evaluation(run_dir=run.path, classes=classes, folds=folds, metrics=metrics,
+                      left_out=left_out)
+
+
+def _model_folds(source: RunDir, total: int, fold: int | None) -> list[int]:
+    finished = [k for k in range(total) if source.fold_finished(k)]
+    wanted = finished if fold is None else [fold]
+    if fold is not None and fold not in finished:
+        raise RaycellsError(f"--fold {fold}: {source.fold(fold)} is not a finished fold of "
+                            f"{source.path} (finished: {', '.join(map(str, finished)) or 'none'}).")
+    if not wanted:
+        raise RaycellsError(f"{source.path}: no finished fold, so no trained model yet. Finish "
+                            f"the run first (`raycells cv --resume --out {source.path}`).")
+    missing = [k for k in wanted if source.checkpoint(k) is None]
+    if missing:
+        raise RaycellsError(f"{source.fold(missing[0])} has no checkpoint "
+                            "(checkpoint/epoch-*/state.pt): its model was not kept.")
+    return wanted
+
+
+def _scored_images(manifest: Manifest, classes: list[str], mapping: str | None,
+                   level: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The images to score, labelled with the network's classes (at its label `level`), and the
+    left-out counts."""
+    frame = manifest.frame
+    if mapping is None:
+        frame = training_labels(frame, level, manifest.root)
+        unknown = sorted(set(frame["label"]) - set(classes))
+        if unknown:
+            raise RaycellsError(f"{manifest.root}: the classes {', '.join(unknown)} are not among "
+                                f"the network's ({', '.join(classes)}). Pass --map (pbc-to-aml, "
+                                "or a .json/.csv from,to file) to map them onto its classes.")
+        return frame.reset_index(drop=True), {}
+    chosen = mapped_extra(manifest, load_mapping(mapping, flag="--map"), set(classes))
+    rest = frame[~frame["path"].isin(chosen["path"])]
+    key = rest["fine_label"].fillna(rest["label"]) if "fine_label" in rest else rest["label"]
+    return chosen, {str(k): int(n) for k, n in sorted(key.value_counts().items())}

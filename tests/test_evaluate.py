@@ -1,0 +1,51 @@
+"""raycells evaluate: a run's models on other images of the same scheme, or mapped from another."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raycells.errors import RaycellsError
+from raycells.evaluate import run_evaluate
+from raycells.index import index_dataset
+from raycells.manifest import read_manifest
+from raycells.report import score_run
+
+
+def _probs(run) -> np.ndarray:
+    predictions = pd.read_parquet(run / "fold-0" / "predictions.parquet").sort_values("path")
+    return predictions.filter(like="prob_").to_numpy()
+
+
+def test_the_fold_models_are_averaged_and_scored_like_a_run(ray_session, aml_run, matek_dir,
+                                                            tmp_path):
+    manifest = index_dataset(matek_dir)
+    both = run_evaluate(tmp_path / "both", aml_run, manifest)
+    assert both.folds == [0, 1] and not both.left_out
+    one = [run_evaluate(tmp_path / f"fold{k}", aml_run, manifest, fold=k) for k in (0, 1)]
+    assert [r.folds for r in one] == [[0], [1]]
+    np.testing.assert_allclose(_probs(tmp_path / "both"),
+                               (_probs(tmp_path / "fold0") + _probs(tmp_path / "fold1")) / 2, atol=1e-6)
+
+    predictions = pd.read_parquet(tmp_path / "both" / "fold-0" / "predictions.parquet")
+    assert len(predictions) == len(manifest.frame) and predictions.filter(like="prob_").shape[1] == 15
+    metrics = json.loads((tmp_path / "both" / "fold-0" / "metrics.json").read_text())
+    assert metrics["images"] == len(manifest.frame) and metrics["models"] == [0, 1]
+    scores = score_run(tmp_path / "both")  # what `raycells report` reads
+    assert scores.folds == [0] and scores.summary["accuracy"][0] == pytest.approx(metrics["accuracy"])
+    with pytest.raises(RaycellsError, match="trained no models .*raycells evaluate"):
+        run_evaluate(tmp_path / "again", tmp_path / "both", manifest)
+
+
+def test_other_classes_need_a_mapping_and_unfinished_sources_are_refused(aml_run, small_pbc, tmp_path):
+    pbc = read_manifest(small_pbc)
+    with pytest.raises(RaycellsError, match="basophil, eosinophil.*are not among the network's.*--map"):
+        run_evaluate(tmp_path / "e", aml_run, pbc)
+    with pytest.raises(RaycellsError, match="--fold 3: .* is not a finished fold"):
+        run_evaluate(tmp_path / "e", aml_run, pbc, fold=3, mapping="pbc-to-aml")
+    with pytest.raises(RaycellsError, match="--map aml-to-pbc: neither a built-in mapping"):
+        run_evaluate(tmp_path / "e", aml_run, pbc, mapping="aml-to-pbc")
+    assert not (tmp_path / "e").exists()
