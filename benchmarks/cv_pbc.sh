@@ -8,15 +8,5 @@ rm -rf "$out"
 start=$(date +%s)
 .venv/bin/raycells cv --data ../shared/data/pbc --folds 5 --preset cpu --out "$out" "$@"
 end=$(date +%s)
-.venv/bin/python - "$out" "$((end - start))" <<'PY' | tee benchmarks/results/cv_pbc.json
-import json, sys
-from pathlib import Path
-from raycells.metrics import summarize_folds
-run, seconds = Path(sys.argv[1]), int(sys.argv[2])
-per_fold = {int(p.parent.name.split("-")[1]): json.loads(p.read_text()) for p in run.glob("fold-*/metrics.json")}
-s = summarize_folds(per_fold)
-print(json.dumps({"command": "benchmarks/cv_pbc.sh", "wall_seconds": seconds, "folds": s["folds"],
-                  "accuracy": s["accuracy"], "balanced_accuracy": s["balanced_accuracy"],
-                  "macro_f1": s["macro_f1"], "ddof": s["ddof"],
-                  "fold_seconds": [per_fold[k]["seconds"] for k in sorted(per_fold)]}))
-PY
+.venv/bin/python benchmarks/run_summary.py "$out" "$((end - start))" benchmarks/cv_pbc.sh \
+  | tee benchmarks/results/cv_pbc.json
