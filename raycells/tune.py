@@ -140,6 +140,8 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
                                   callbacks=[_progress_callback(emit, metric)]),
     )
     grid = tuner.fit()
+    for result in grid:  # the trials' processes are gone once fit returns
+        _release_leftovers(result.metrics)
     trials = _trial_table(grid, list(space), metric, trial_folds, epochs)
     with atomic_path(run.path / TRIALS_FILE) as tmp:
         trials.to_csv(tmp, index=False)
@@ -170,7 +172,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
     experiment = with_overrides(settings_from_dict(base)[0], config)
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     class ReportWithRun(TuneReportCallback):
-        """Tune's report callback, plus the Train run's id (see `_release_reservation`)."""
+        """Tune's report callback, plus the Train run's id (see `_release_leftovers`)."""
 
         def after_report(self, run_context, metrics, checkpoint):
             super().after_report(run_context, [{**metrics[0], TRAIN_RUN: run_context.run_id}],
@@ -185,24 +187,30 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
         trainer.fit()
 
 
-def _release_reservation(train_run: str | None) -> None:
-    """Cancel what a trial's Train run reserved with Ray Data's autoscaling coordinator.
+def _release_leftovers(result: dict | None) -> None:
+    """Free what the Train run behind a finished trial's last report may have left behind.
 
-    Ray Train registers a run's worker resources with the coordinator and cancels them when the
-    run shuts down. A run that ends with its trial (ASHA stopping the trial, or stopping it
-    after its last report) is killed before it can, and for the next 180 s Ray Data counts those
-    CPUs as taken: on a small machine the next trial's data pipeline then gets no CPU and waits
-    ("Cluster resources are not enough to run any task"). Best effort: a reservation left
-    behind still expires on its own."""
-    if not train_run:
-        return
+    A trial that Tune stops (ASHA, or at max_t right after its last report) is killed with its
+    Ray Train run, before the run can release two things: the worker resources it registered
+    with Ray Data's autoscaling coordinator (for 180 s Ray Data then counts those CPUs as taken)
+    and the placement group of its workers (Ray Train's cleaner for that case needs the Ray
+    dashboard, which raycells does not start). On a small machine either leaves the next trial's
+    data pipeline without a CPU: "Cluster resources are not enough to run any task". Called once
+    the trial's processes are gone (when the next trial starts, and after the search); both
+    steps are harmless for a run that ended on its own. Best effort."""
     import ray
+    from ray._raylet import PlacementGroupID
     from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
 
+    result = result or {}
     try:
-        ray.get(get_or_create_autoscaling_coordinator().cancel_request.remote(
-            requester_id=f"train-{train_run}"), timeout=10)
-    except Exception:  # a Ray version without this coordinator: the reservation expires
+        if result.get(TRAIN_RUN):
+            ray.get(get_or_create_autoscaling_coordinator().cancel_request.remote(
+                requester_id=f"train-{result[TRAIN_RUN]}"), timeout=10)
+        if result.get("placement_group"):
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(result["placement_group"])))
+    except Exception:  # another Ray version's internals: what is left expires or stays
         pass
 
 
@@ -252,9 +260,10 @@ def _progress_callback(emit: Events, metric: str):
 
         def __init__(self, emit: Events, metric: str):
             self.emit, self.metric = emit, metric
+            self.freed: set[str] = set()
 
         def __getstate__(self):  # Tune saves its callbacks; the display stays in this process
-            return {"emit": lambda kind, **info: None, "metric": self.metric}
+            return {"emit": lambda kind, **info: None, "metric": self.metric, "freed": self.freed}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.emit("trial_result", trial=trial.trial_id, params=dict(trial.config),
@@ -262,16 +271,15 @@ def _progress_callback(emit: Events, metric: str):
                       value=result.get(f"val_{self.metric}"))
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            for finished in trials:  # again, in case a stopped run re-registered since
-                if finished.status in ("TERMINATED", "ERROR"):
-                    _release_reservation((finished.last_result or {}).get(TRAIN_RUN))
+            for finished in trials:  # their processes are gone by now
+                if finished.status in ("TERMINATED", "ERROR") and finished.trial_id not in self.freed:
+                    _release_leftovers(finished.last_result)
+                    self.freed.add(finished.trial_id)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            _release_reservation((trial.last_result or {}).get(TRAIN_RUN))
             self.emit("trial_done", trial=trial.trial_id, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            _release_reservation((trial.last_result or {}).get(TRAIN_RUN))
             self.emit("trial_done", trial=trial.trial_id, failed=True)
 
     return Progress(emit, metric)

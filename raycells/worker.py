@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import ray.train
 import ray.train.torch
+import ray.util
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -70,6 +71,8 @@ def train_fold(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
     board.add_pid.remote(fold, rank, os.getpid())
+    group = ray.util.get_current_placement_group()
+    placement_group = group.id.hex() if group else None  # reported, for whoever must clean up
 
     model = create_model(experiment.model, len(classes))
     if experiment.weights:
@@ -181,7 +184,8 @@ def train_fold(config: dict[str, Any]) -> None:
             state["best"] = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
                              "val_loss": record["val_loss"],
                              "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        metrics = {"fold": fold, **{key: value for key, value in record.items() if key != "seen_per_class"}}
+        metrics = {"fold": fold, "placement_group": placement_group,
+                   **{key: value for key, value in record.items() if key != "seen_per_class"}}
         if rank == 0:
             board.post.remote(fold, phase="epoch done", epoch=epoch + 1, last=metrics)
             with tempfile.TemporaryDirectory() as folder:

@@ -62,7 +62,9 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
     # (validation metrics only) holds it, and no test fold was ever predicted.
     assert not list(run.rglob("predictions.parquet"))
     for trial in trials.itertuples():
-        state = torch.load(next((run / "tune" / trial.trial).rglob("state.pt")), weights_only=False)
+        # The newest checkpoint: a trial stopped right after its last report keeps older ones too.
+        newest = sorted((run / "tune" / trial.trial).rglob("state.pt"))[-1]
+        state = torch.load(newest, weights_only=False)
         assert max(e["val_macro_f1"] for e in state["history"]) == pytest.approx(trial.score)
 
     best = json.loads((run / "best.json").read_text())
