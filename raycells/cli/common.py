@@ -152,19 +152,11 @@ class LiveDisplay:
                 self._live = None
 
     def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
-        """`work()` with this display live and Ray's messages in `run_dir`/ray.log; a Ray cluster
-        that `work` started is shut down, once it has finished, before the messages go back to
-        the terminal. Ctrl-C prints `interrupted` (what was kept, how to go on) and exits with
-        130 at once (folds still training in their threads are left to die with the process)."""
-        import ray
-
+        """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
+        prints `interrupted` (what was kept, how to go on) and exits with 130."""
         try:
             with ray_messages_to(RunDir(run_dir).ray_log):
-                started_here = not ray.is_initialized()
-                result = work()
-                if started_here and ray.is_initialized():
-                    ray.shutdown()  # now, so that its parting messages go to ray.log too
-                return result
+                return work()
         except KeyboardInterrupt:
             self.close()
             status.print(f"[yellow]Interrupted.[/] {interrupted}")
