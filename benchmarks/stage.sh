@@ -10,7 +10,7 @@ stage() {
   local dir=$1 folds=$2
   shift 2
   local finished
-  finished=$(ls "$dir"/fold-*/metrics.json 2>/dev/null | wc -l)
+  finished=$(ls "$dir"/fold-*/metrics.json 2>/dev/null | wc -l) || true  # none yet: ls fails
   if [ -f "$dir/config.json" ] && [ "$finished" -ge "$folds" ]; then
     STAGE_SECONDS=null
   elif [ -f "$dir/config.json" ]; then
