@@ -29,7 +29,7 @@ from .metrics import fold_metrics, summarize_folds
 from .predict import load_checkpoint, predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
 from .settings import Experiment, Placement, as_dict, differences, settings_from_dict
-from .training import Resources, fold_trainer, init_ray, plan_resources
+from .training import Resources, fit, fold_trainer, init_ray, plan_resources
 
 Events = Callable[..., None]
 """Called as events(kind, **info): prepared, cache, fold_started, status, fold_finished,
@@ -70,9 +70,9 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     resources = plan_resources(placement, len(todo))
     emit("resources", **resources.__dict__)
 
-    from .progress import ProgressBoard
+    from .progress import start_board
 
-    board = ProgressBoard.remote()
+    board = start_board()
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(board, emit, stop), daemon=True)
     watcher.start()
@@ -171,13 +171,15 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
 def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: pd.DataFrame,
               classes: list[str], labels: np.ndarray, cache: Path, fold: int, board,
               emit: Events) -> None:
+    import ray
+
     started = time.time()
     emit("fold_started", fold=fold)
     parts = fold_parts(plan, fold)
     fold_dir = run.fold(fold)
     trainer = fold_trainer(experiment, resources, plan, classes, labels, cache, fold, board,
                            storage=fold_dir)
-    result = trainer.fit()
+    result = fit(trainer)
     fit_seconds = time.time() - started
     if result.checkpoint is None:
         raise RaycellsError(f"fold {fold}: training ended without a checkpoint; see {fold_dir}.")
@@ -200,7 +202,8 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     metrics.update(fold=fold, best_epoch=state["best"]["epoch"], epochs=len(state["history"]),
                    restored_from_epochs=state["restored_from"], seconds=round(time.time() - started, 1),
                    fit_seconds=round(fit_seconds, 1),
-                   seen_per_class_last_epoch=state["history"][-1]["seen_per_class"])
+                   seen_per_class_last_epoch=state["history"][-1]["seen_per_class"],
+                   nodes=ray.get(board.nodes.remote(fold)))
     write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
     emit("fold_finished", fold=fold, metrics=metrics)
 

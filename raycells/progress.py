@@ -1,5 +1,5 @@
 """A small Ray actor where training workers post what they are doing, so the driver can show a
-live display while `TorchTrainer.fit()` blocks."""
+live display while `TorchTrainer.fit()` blocks, and learn which nodes trained each fold."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
-    """The latest status of every fold: epoch, batch, loss, images/s, worker pids."""
+    """The latest status of every fold (epoch, batch, loss, images/s) and the nodes its
+    training workers ran on."""
 
     def __init__(self) -> None:
         self._folds: dict[int, dict[str, Any]] = {}
@@ -19,8 +21,20 @@ class ProgressBoard:
     def post(self, fold: int, **status: Any) -> None:
         self._folds.setdefault(fold, {}).update(status, updated=time.time())
 
-    def add_pid(self, fold: int, rank: int, pid: int) -> None:
-        self._folds.setdefault(fold, {}).setdefault("pids", {})[rank] = pid
+    def joined(self, fold: int, node: str) -> None:
+        nodes = self._folds.setdefault(fold, {}).setdefault("nodes", [])
+        if node not in nodes:
+            nodes.append(node)
+
+    def nodes(self, fold: int) -> list[str]:
+        return list(self._folds.get(fold, {}).get("nodes", []))
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
         return {fold: dict(status) for fold, status in self._folds.items()}
+
+
+def start_board():
+    """A board on the caller's node: a worker node lost mid-run does not take it along."""
+    here = ray.get_runtime_context().get_node_id()
+    return ProgressBoard.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()

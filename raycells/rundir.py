@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +37,11 @@ class RunDir:
     """Paths inside one run directory."""
 
     def __init__(self, path: str | Path):
+        if re.match(r"[a-z][a-z0-9+.-]*:/", str(path)):  # s3://... (a Path keeps one slash)
+            raise RaycellsError(
+                f"{path}: a run directory is a folder, not a URL. On a cluster, use the shared "
+                "file system every node mounts (/mnt/raycells in cluster/*.yaml), or mount the "
+                "bucket as a folder on every node (mountpoint-s3, gcsfuse); see cluster/README.md.")
         self.path = Path(path)
 
     config = property(lambda self: self.path / "config.json")

@@ -114,12 +114,15 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
     loss_weights = experiment.sampling.loss_weights(class_counts)
     images_per_epoch = float((class_counts * expected).sum())
     steps = max(1, int(images_per_epoch // experiment.batch_size))
+    storage.mkdir(parents=True, exist_ok=True)
     return TorchTrainer(
         train_fold,
         train_loop_config={
             "experiment": as_dict(experiment), "fold": fold, "classes": classes, "board": board,
             "threads": resources.threads, "steps_per_epoch": steps,
             "loss_weights": None if loss_weights is None else loss_weights.tolist(),
+            "shared": {"the run directory, --out": str(storage.resolve()),
+                       "the image cache, $RAYCELLS_CACHE": str(cache.resolve())},
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
@@ -137,3 +140,18 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
         },
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
+
+
+def fit(trainer):
+    """`trainer.fit()`, with a worker's refusal (a `RaycellsError`, such as a folder its node
+    cannot see) raised as itself rather than inside Ray Train's report of worker failures."""
+    import ray.train
+
+    try:
+        return trainer.fit()
+    except ray.train.WorkerGroupError as error:
+        for failure in error.worker_failures.values():
+            cause = getattr(failure, "cause", failure)
+            if isinstance(cause, RaycellsError):
+                raise RaycellsError(str(cause.args[0])) from None
+        raise

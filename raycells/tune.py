@@ -29,7 +29,7 @@ from .files import atomic_path, write_json
 from .manifest import Manifest
 from .rundir import RunDir
 from .settings import Experiment, Placement, as_dict, settings_from_dict
-from .training import Resources, fold_trainer, plan_resources
+from .training import Resources, fit, fold_trainer, plan_resources
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -167,7 +167,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from .progress import ProgressBoard
+    from .progress import start_board
 
     experiment = with_overrides(settings_from_dict(base)[0], config)
     labels = np.searchsorted(classes, plan["label"].to_numpy())
@@ -178,13 +178,13 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
             super().after_report(run_context, [{**metrics[0], TRAIN_RUN: run_context.run_id}],
                                  checkpoint)
 
-    board = ProgressBoard.remote()
+    board = start_board()
     trial_dir = Path(tune.get_context().get_trial_dir())
     for fold in range(trial_folds):
         trainer = fold_trainer(experiment, resources, plan, classes, labels, Path(cache), fold,
                                board, storage=trial_dir / f"fold-{fold}",
                                callbacks=[ReportWithRun()])
-        trainer.fit()
+        fit(trainer)
 
 
 def _release_leftovers(result: dict | None) -> None:

@@ -10,7 +10,6 @@ restarted worker continues where the last one stopped and the driver can predict
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .augment import Augmenter
+from .errors import RaycellsError
 from .metrics import confusion_scores
 from .models import create_model, load_weights
 from .phases import phase_of, set_trainable, total_epochs, train_mode, training_phases
@@ -70,7 +70,8 @@ def train_fold(config: dict[str, Any]) -> None:
     torch.manual_seed(experiment.seed * 1000 + fold)
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
-    board.add_pid.remote(fold, rank, os.getpid())
+    check_reachable(config["shared"])
+    board.joined.remote(fold, ray.get_runtime_context().get_node_id())
     group = ray.util.get_current_placement_group()
     placement_group = group.id.hex() if group else None  # reported, for whoever must clean up
 
@@ -199,6 +200,20 @@ def train_fold(config: dict[str, Any]) -> None:
                                  checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
         else:
             ray.train.report(metrics)
+
+
+def check_reachable(folders: dict[str, str]) -> None:
+    """Refuse to train on a node that cannot see the run's folders (`folders`: what each is ->
+    its path). On a cluster they must be on storage every node mounts; otherwise this worker's
+    checkpoints would stay on its own disk and its images could not be read."""
+    for what, folder in folders.items():
+        if not Path(folder).is_dir():
+            node = ray.util.get_node_ip_address()
+            raise RaycellsError(
+                f"{folder} ({what}) does not exist on node {node}, where a training worker runs: "
+                "on a cluster of several machines it must be on a file system every node mounts, "
+                "such as /mnt/raycells in cluster/aws.yaml and cluster/gcp.yaml "
+                "(see cluster/README.md).")
 
 
 class EpochBatches:

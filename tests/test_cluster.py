@@ -1,12 +1,22 @@
-"""The cluster-launcher configs in cluster/: valid for Ray's own validation (no cloud call), GPU
-node types declared explicitly, idle nodes scaled down, raycells installed with its pins."""
+"""Running on a Ray cluster: the cluster-launcher configs in cluster/ (valid for Ray's own
+validation, no cloud call; GPU node types declared explicitly, idle nodes scaled down, raycells
+installed with its pins), and `raycells cv --address` on a two-node cluster on this machine."""
 
 import copy
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+
+from raycells.errors import RaycellsError
+from raycells.training import DATA_RESERVATION_ENV
+from raycells.worker import check_reachable
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 
@@ -27,3 +37,50 @@ def test_cluster_config_passes_rays_validation(name):
     assert "-c ~/raycells/constraints.txt" in setup and f"raycells[{name}]" in setup
     assert "/mnt/raycells" in setup and "RAYCELLS_CACHE=/mnt/raycells/cache" in " ".join(
         config["worker_start_ray_commands"])
+
+
+def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, complete_run,
+                                                           monkeypatch):
+    """Two nodes of 3 CPUs and workers of 2 CPUs: a fold's two workers cannot share a node. The
+    worker node is killed once fold 0 has a checkpoint and a new one joins; the fold goes on from
+    the checkpoint on the new node."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv(DATA_RESERVATION_ENV, "60")  # as raycells sets for a cluster it starts
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+    lost = cluster.add_node(num_cpus=3)
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    command = [sys.executable, "-m", "raycells.cli.main", "cv", "--address", cluster.address,
+               "--data", str(small_pbc), "--out", str(run), "--folds", "2", "--epochs", "2",
+               "--model", "tiny_cnn", "--image-size", "32", "--batch-size", "16", "--lr", "0.01",
+               "--workers", "2", "--cpus-per-worker", "2"]
+    try:
+        with log.open("w") as output:
+            driver = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            snapshot = run / "fold-0" / "checkpoint" / "checkpoint_manager_snapshot.json"
+            deadline = time.time() + 300
+            while not (snapshot.is_file() and "epoch-00" in snapshot.read_text()):
+                assert driver.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            cluster.remove_node(lost, allow_graceful=False)
+            new = cluster.add_node(num_cpus=3)
+            assert driver.wait(timeout=600) == 0, log.read_text()[-3000:]
+        head = cluster.head_node.node_id
+    finally:
+        cluster.shutdown()
+    first, second = (json.loads((run / f"fold-{k}" / "metrics.json").read_text()) for k in (0, 1))
+    assert set(first["nodes"]) == {head, lost.node_id, new.node_id}
+    assert first["restored_from_epochs"], "fold 0 did not go on from its checkpoint"
+    assert set(second["nodes"]) == {head, new.node_id}
+    complete_run(run, folds=2, classes=8)
+    plan = pd.read_parquet(run / "folds.parquet")
+    tested = pd.concat(pd.read_parquet(run / f"fold-{k}" / "predictions.parquet") for k in (0, 1))
+    assert sorted(tested["path"]) == sorted(plan["path"])  # every image tested exactly once
+
+
+def test_a_worker_refuses_folders_its_node_cannot_see(tmp_path):
+    check_reachable({"the run directory, --out": str(tmp_path)})
+    with pytest.raises(RaycellsError, match=r"nope \(the image cache, \$RAYCELLS_CACHE\) does not "
+                                            r"exist on node .*a file system every node mounts"):
+        check_reachable({"the run directory, --out": str(tmp_path),
+                         "the image cache, $RAYCELLS_CACHE": str(tmp_path / "nope")})

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from raycells.cv import run_cv
+from raycells.cv import prepare_run
 from raycells.errors import RaycellsError
 from raycells.manifest import read_manifest
 from raycells.models import create_model
+from raycells.rundir import RunDir
 from raycells.settings import build_settings
 from raycells.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
 
@@ -79,10 +80,12 @@ def test_the_head_phase_alone_leaves_the_body_alone_and_cv_can_share_its_folds(
             else:
                 assert torch.equal(value, source.weights[key]), f"fold {k}: {key} changed"
 
-    # A run from scratch on the transfer run's folds: the same plan, so the report pairs them.
+    # A run from scratch on the transfer run's folds (its plan is made before any training):
+    # the same plan, so the report pairs them.
     experiment, placement = build_settings(flags={**SMALL, "epochs": 1, "data": str(small_pbc),
                                                   "folds_from": str(out), "seed": 5})
-    run_cv(tmp_path / "scratch", experiment, placement, manifest=read_manifest(small_pbc))
+    prepare_run(RunDir(tmp_path / "scratch"), experiment, placement, read_manifest(small_pbc),
+                resume=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "folds.parquet"),
                                   pd.read_parquet(tmp_path / "scratch" / "folds.parquet"))
 

@@ -19,6 +19,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
         (["cv", "--sampling", "smote"], "sampling = 'smote' is not valid"),
         (["cv", "--labels", "coarse"], "labels = 'coarse' is not valid"),
         (["cv", "--sampling", "oversample,goal=3"], "then target= or cap="),
+        (["cv", "--out", "s3://bucket/run"], "a run directory is a folder, not a URL"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
