@@ -3,13 +3,16 @@
 # balancing policies on fold 0's inner validation split, then 5-fold CV compares no balancing
 # with that policy on the same fold plan (per-class sensitivity and macro F1, mean ± std).
 # About 3 hours on 2 cores; started again after a stop, it goes on where it stopped (a search
-# without best.json starts over). Writes benchmarks/results/sampling_pbc.json.
+# without best.json starts over, so the resumable baseline runs first).
+# Writes benchmarks/results/sampling_pbc.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/stage.sh
 search=runs/bench-tune-pbc-fine
 baseline=runs/bench-cv-pbc-fine
 balanced=runs/bench-cv-pbc-fine-best
+stage "$baseline" 5 .venv/bin/raycells cv --data ../shared/data/pbc --labels fine --preset cpu --folds 5
+baseline_seconds=$STAGE_SECONDS
 tune_seconds=null
 if [ ! -f "$search/best.json" ]; then
   rm -rf "$search"
@@ -18,8 +21,6 @@ if [ ! -f "$search/best.json" ]; then
     --space "sampling.policy=oversample|sqrt|class-weighted" --out "$search"
   tune_seconds=$(( $(date +%s) - start ))
 fi
-stage "$baseline" 5 .venv/bin/raycells cv --data ../shared/data/pbc --labels fine --preset cpu --folds 5
-baseline_seconds=$STAGE_SECONDS
 stage "$balanced" 5 .venv/bin/raycells cv --config "$search/best.json" --folds-from "$baseline"
 balanced_seconds=$STAGE_SECONDS
 {
