@@ -21,6 +21,11 @@ if [ ! -f "$search/best.json" ]; then
     --space "sampling.policy=oversample|sqrt|class-weighted" --out "$search"
   tune_seconds=$(( $(date +%s) - start ))
 fi
+# The search scored on fold 0's inner validation split of its own plan: the same plan as the
+# baseline's (same images, labels, folds, seed), or the winner could have seen a test image.
+.venv/bin/python -c 'import sys, pandas as pd
+a, b = (pd.read_parquet(run + "/folds.parquet") for run in sys.argv[1:])
+sys.exit(None if a.equals(b) else "the search and the baseline have different fold plans")' "$search" "$baseline"
 stage "$balanced" 5 .venv/bin/raycells cv --config "$search/best.json" --folds-from "$baseline"
 balanced_seconds=$STAGE_SECONDS
 {
