@@ -125,7 +125,8 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     epochs = experiment.epochs
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=as_dict(experiment), plan=plan, classes=classes,
-                             cache=str(cache), resources=resources, trial_folds=trial_folds),
+                             cache=str(cache), resources=resources, trial_folds=trial_folds,
+                             trials_dir=str(run.path.resolve() / "tune")),
         {"CPU": TRIAL_CPUS})
     tuner = tune.Tuner(
         trainable,
@@ -162,8 +163,12 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
 
 
 def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
-           classes: list[str], cache: str, resources: Resources, trial_folds: int) -> None:
-    """One Tune trial: train its folds one after another; every epoch's report reaches Tune."""
+           classes: list[str], cache: str, resources: Resources, trial_folds: int,
+           trials_dir: str) -> None:
+    """One Tune trial: train its folds one after another; every epoch's report reaches Tune.
+
+    Each fold's checkpoints go straight to the trial's folder in the run directory, which every
+    node sees on a cluster; Tune's own trial folder is a staging copy on the trial's node."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -179,7 +184,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
                                  checkpoint)
 
     board = start_board()
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_dir = Path(trials_dir) / Path(tune.get_context().get_trial_dir()).name
     for fold in range(trial_folds):
         trainer = fold_trainer(experiment, resources, plan, classes, labels, Path(cache), fold,
                                board, storage=trial_dir / f"fold-{fold}",

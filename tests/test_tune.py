@@ -66,6 +66,12 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
         newest = sorted((run / "tune" / trial.trial).rglob("state.pt"))[-1]
         state = torch.load(newest, weights_only=False)
         assert max(e["val_macro_f1"] for e in state["history"]) == pytest.approx(trial.score)
+        # Checkpoints are written to the run directory itself (shared on a cluster), not to a
+        # node-local staging folder that Tune copies back.
+        reports = [json.loads(line) for line in
+                   (run / "tune" / trial.trial / "result.json").read_text().splitlines()]
+        assert all(r["checkpoint_path"].startswith(str(run.resolve() / "tune" / trial.trial))
+                   for r in reports)
 
     best = json.loads((run / "best.json").read_text())
     assert best["best"]["sampling.policy"] == trials.iloc[0]["sampling.policy"]
