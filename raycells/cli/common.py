@@ -150,6 +150,8 @@ class LiveDisplay:
             if self._live:
                 self._live.stop()
                 self._live = None
+                if not status.is_terminal:  # rich leaves the last line open in a log file
+                    status.line()
 
     def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
         """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
