@@ -2,7 +2,7 @@
 # Class balancing on PBC's 13 fine labels, CPU preset: `raycells tune` picks the best of the
 # balancing policies on fold 0's inner validation split, then 5-fold CV compares no balancing
 # with that policy on the same fold plan (per-class sensitivity and macro F1, mean ± std).
-# About 4-5 hours on 2 cores (oversampled epochs are 2.4 times as long); started again after a
+# About 5 hours on 2 cores (oversampled epochs are 2.4 times as long); started again after a
 # stop, it goes on where it stopped (a search without best.json starts over, so the resumable
 # baseline runs first).
 # Writes benchmarks/results/sampling_pbc.json.
