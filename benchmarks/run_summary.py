@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from raycells.compare import compare
+from raycells.report.compare import compare
 from raycells.metrics import summarize_folds
-from raycells.report import score_run
+from raycells.report.scoring import score_run
 
 
 def main(run: Path, seconds: int | None, command: str, baseline: Path | None) -> dict:

@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raycells.augment import Augmenter, AugmentSettings
-from raycells.cache import image_cache, images_from_column
-from raycells.cv import run_cv
-from raycells.folds import fold_parts
-from raycells.index import index_dataset
-from raycells.models import create_model
+from raycells.train.augment import Augmenter, AugmentSettings
+from raycells.data.cache import image_cache, images_from_column
+from raycells.runs.cv import run_cv
+from raycells.data.folds import fold_parts
+from raycells.data.index import index_dataset
+from raycells.train.models import create_model
 from raycells.settings import build_settings
-from raycells.worker import prepare_images
+from raycells.train.loop import prepare_images
 
 
 def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name: str, size: int,

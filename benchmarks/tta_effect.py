@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from raycells.cache import image_cache, images_from_column
-from raycells.manifest import read_manifest
-from raycells.models import create_model
-from raycells.predict import dihedral_views
-from raycells.rundir import RunDir
-from raycells.worker import prepare_images
+from raycells.data.cache import image_cache, images_from_column
+from raycells.data.manifest import read_manifest
+from raycells.train.models import create_model
+from raycells.train.predict import dihedral_views
+from raycells.runs.rundir import RunDir
+from raycells.train.loop import prepare_images
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .augment import AugmentSettings
+from .train.augment import AugmentSettings
 from .errors import RaycellsError
-from .sampling import Sampling
+from .data.sampling import Sampling
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -112,7 +112,7 @@ class Experiment:
         _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
                "a mapping (such as pbc-to-aml) exactly when extra_data is set")
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
-        from .models import model_names  # torchvision import deferred until settings are built
+        from .train.models import model_names  # torchvision import deferred until settings are built
 
         _check(self.model in model_names(), "model", self.model, ", ".join(model_names()))
 

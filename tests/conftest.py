@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raycells.index import index_dataset
-from raycells.manifest import Manifest, read_manifest, write_manifest
-from raycells.rundir import RunDir, write_plan
-from raycells.training import DATA_RESERVATION_ENV
+from raycells.data.index import index_dataset
+from raycells.data.manifest import Manifest, read_manifest, write_manifest
+from raycells.runs.rundir import RunDir, write_plan
+from raycells.train.trainer import DATA_RESERVATION_ENV
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -79,7 +79,7 @@ def prediction_run():
 def ray_session():
     import ray
 
-    os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.training.init_ray does
+    os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.train.trainer.init_ray does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -126,7 +126,7 @@ def aml_run(matek_dir, tmp_path_factory) -> Path:
     per test session, on a Ray cluster of its own (set up before any module's ray_session)."""
     import ray
 
-    from raycells.cv import run_cv
+    from raycells.runs.cv import run_cv
     from raycells.settings import build_settings
 
     run = tmp_path_factory.mktemp("source") / "aml"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from raycells.augment import Augmenter, AugmentSettings
+from raycells.train.augment import Augmenter, AugmentSettings
 
 
 def _batch(n=32, size=32):

@@ -15,8 +15,8 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from raycells.errors import RaycellsError
-from raycells.training import DATA_RESERVATION_ENV
-from raycells.worker import check_reachable
+from raycells.train.trainer import DATA_RESERVATION_ENV
+from raycells.train.loop import check_reachable
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 

@@ -1,8 +1,8 @@
 import numpy as np
 from scipy.stats import ttest_rel
 
-from raycells.compare import compare
-from raycells.report import score_run
+from raycells.report.compare import compare
+from raycells.report.scoring import score_run
 
 GOOD = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.1, 0.2, 0.7])]
 WORSE = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.6, 0.2, 0.2])]

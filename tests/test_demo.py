@@ -3,9 +3,9 @@ import json
 
 import numpy as np
 
-from raycells.demo import demo_counts, demo_dataset, draw_cell, write_demo
-from raycells.index import index_dataset
-from raycells.schemes import AML
+from raycells.data.demo import demo_counts, demo_dataset, draw_cell, write_demo
+from raycells.data.index import index_dataset
+from raycells.data.schemes import AML
 
 
 def _digests(folder):

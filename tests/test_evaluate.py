@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from raycells.errors import RaycellsError
-from raycells.evaluate import run_evaluate
-from raycells.index import index_dataset
-from raycells.manifest import read_manifest
-from raycells.report import score_run
+from raycells.runs.evaluate import run_evaluate
+from raycells.data.index import index_dataset
+from raycells.data.manifest import read_manifest
+from raycells.report.scoring import score_run
 
 
 def _probs(run) -> np.ndarray:

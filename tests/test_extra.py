@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from raycells.cv import prepare_run
+from raycells.runs.cv import prepare_run
 from raycells.errors import RaycellsError
-from raycells.extra import EXTRA_FOLD, load_mapping, mapped_extra
-from raycells.folds import fold_parts
-from raycells.index import index_dataset
-from raycells.manifest import read_manifest
-from raycells.rundir import RunDir
-from raycells.schemes import PBC_TO_AML
+from raycells.data.extra import EXTRA_FOLD, load_mapping, mapped_extra
+from raycells.data.folds import fold_parts
+from raycells.data.index import index_dataset
+from raycells.data.manifest import read_manifest
+from raycells.runs.rundir import RunDir
+from raycells.data.schemes import PBC_TO_AML
 from raycells.settings import build_settings
 
 

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from raycells.errors import RaycellsError
-from raycells.folds import fold_parts, make_folds
+from raycells.data.folds import fold_parts, make_folds
 
 
 def _frame(counts, groups=False):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raycells.images import UnreadableImage, is_image_name, load_rgb, mode_note, probe
+from raycells.data.images import UnreadableImage, is_image_name, load_rgb, mode_note, probe
 
 
 def _save(path, array):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from raycells.errors import RaycellsError
-from raycells.models import create_model, model_names
+from raycells.train.models import create_model, model_names
 
 
 @pytest.mark.parametrize("name", model_names())

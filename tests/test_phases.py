@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from raycells.models import create_model
-from raycells.phases import (ALL, ALL_BUT_BATCH_NORM, HEAD, Phase, head_name, set_trainable,
+from raycells.train.models import create_model
+from raycells.train.phases import (ALL, ALL_BUT_BATCH_NORM, HEAD, Phase, head_name, set_trainable,
                              train_mode, training_phases)
 from raycells.settings import build_settings
-from raycells.worker import _optimizer
+from raycells.train.loop import _optimizer
 
 
 def _train_steps(model: nn.Module, phase: Phase, steps: int = 3) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from raycells.errors import RaycellsError
-from raycells.report import score_run
-from raycells.rundir import RunDir
+from raycells.report.scoring import score_run
+from raycells.runs.rundir import RunDir
 
 CLASSES = ["MOB", "MYO", "NGS"]  # the classes of the prediction_run fixture
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raycells.cache import image_cache
-from raycells.folds import fold_parts, make_folds
-from raycells.manifest import read_manifest
-from raycells.pipeline import part_dataset
-from raycells.sampling import Sampling, draw_copies
+from raycells.data.cache import image_cache
+from raycells.data.folds import fold_parts, make_folds
+from raycells.data.manifest import read_manifest
+from raycells.data.pipeline import part_dataset
+from raycells.data.sampling import Sampling, draw_copies
 
 COUNTS = np.array([100, 10, 1])
 

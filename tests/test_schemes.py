@@ -1,4 +1,4 @@
-from raycells.schemes import AML, MAPPINGS, PBC, PBC_FINE_LABELS, PBC_TO_AML, scheme_for
+from raycells.data.schemes import AML, MAPPINGS, PBC, PBC_FINE_LABELS, PBC_TO_AML, scheme_for
 
 
 def test_aml_scheme_matches_the_paper():

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from raycells.augment import AugmentSettings
+from raycells.train.augment import AugmentSettings
 from raycells.errors import RaycellsError
-from raycells.sampling import Sampling
+from raycells.data.sampling import Sampling
 from raycells.settings import build_settings, differences
 
 

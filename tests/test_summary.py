@@ -1,7 +1,7 @@
 import pandas as pd
 
-from raycells.manifest import Manifest, Problem
-from raycells.summary import summarize
+from raycells.data.manifest import Manifest, Problem
+from raycells.data.summary import summarize
 
 
 def _manifest(rows):

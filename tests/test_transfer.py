@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from raycells.cv import prepare_run
+from raycells.runs.cv import prepare_run
 from raycells.errors import RaycellsError
-from raycells.manifest import read_manifest
-from raycells.models import create_model
-from raycells.rundir import RunDir
+from raycells.data.manifest import read_manifest
+from raycells.train.models import create_model
+from raycells.runs.rundir import RunDir
 from raycells.settings import build_settings
-from raycells.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
+from raycells.runs.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2}
 

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..demo import demo_dataset
+from ..data.demo import demo_dataset
 from ..errors import RaycellsError
-from ..index import index_dataset
-from ..manifest import Manifest, read_manifest
-from ..rundir import RunDir
+from ..data.index import index_dataset
+from ..data.manifest import Manifest, read_manifest
+from ..runs.rundir import RunDir
 
 console = Console(soft_wrap=True)
 """Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ..cv import CvResult, run_cv
+from ..runs.cv import CvResult, run_cv
 from ..errors import RaycellsError
-from ..schemes import scheme_for
+from ..data.schemes import scheme_for
 from ..settings import build_settings
 from .common import LiveDisplay, console, dataset_path, load_dataset, reported_errors
 

@@ -9,9 +9,9 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from ..demo import write_demo
-from ..manifest import Manifest, write_manifest
-from ..summary import DatasetSummary, summarize
+from ..data.demo import write_demo
+from ..data.manifest import Manifest, write_manifest
+from ..data.summary import DatasetSummary, summarize
 from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
 
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)

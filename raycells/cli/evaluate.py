@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..evaluate import run_evaluate
-from ..report import score_run
-from ..report_files import report_tables, write_report
+from ..runs.evaluate import run_evaluate
+from ..report.scoring import score_run
+from ..report.writers import report_tables, write_report
 from ..settings import Placement
 from .common import LiveDisplay, console, load_dataset, reported_errors, status
 from .report import print_tables

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from ..compare import compare
-from ..report import score_run
-from ..report_files import comparison_tables, report_tables, write_comparison, write_report
-from ..rundir import RunDir
+from ..report.compare import compare
+from ..report.scoring import score_run
+from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
+from ..runs.rundir import RunDir
 from .common import console, reported_errors
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import RaycellsError
-from ..transfer import find_source, run_transfer, source_settings
+from ..runs.transfer import find_source, run_transfer, source_settings
 from .common import reported_errors, status
 from .cv import FoldsDisplay, final_table, parse_augment, parse_sampling, run_directory, run_settings
 

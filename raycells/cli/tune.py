@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..errors import RaycellsError
 from ..settings import build_settings, read_config_file
-from ..tune import METRICS, TuneResult, run_tune
+from ..runs.tune import METRICS, TuneResult, run_tune
 from .common import LiveDisplay, console, dataset_path, load_dataset, reported_errors
 from .cv import parse_sampling
 

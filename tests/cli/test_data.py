@@ -1,7 +1,7 @@
 from typer.testing import CliRunner
 
 from raycells.cli.main import app
-from raycells.manifest import read_manifest
+from raycells.data.manifest import read_manifest
 
 runner = CliRunner()
 

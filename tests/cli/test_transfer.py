@@ -4,7 +4,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from raycells.cli.main import app
-from raycells.schemes import PBC_TO_AML
+from raycells.data.schemes import PBC_TO_AML
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ The source network is a fold's best model in a run directory (`fold`, or by defa
 whose best epoch scored the highest inner-validation macro F1) or a plain weights file together
 with its architecture. Its weights are copied into the new run directory as source.pt, so the
 run holds everything it needs (a resumed run reads them from there); the training is
-`raycells cv`'s, in the two phases of `raycells.phases`.
+`raycells cv`'s, in the two phases of `raycells.train.phases`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from .cv import CvResult, Events, run_cv
-from .errors import RaycellsError
-from .files import atomic_path
-from .manifest import Manifest
+from ..errors import RaycellsError
+from ..files import atomic_path
+from ..data.manifest import Manifest
 from .rundir import RunDir
-from .settings import Experiment, Placement
+from ..settings import Experiment, Placement
 
 SOURCE_FILE = "source.pt"
 
@@ -69,7 +69,7 @@ def find_source(path: str | Path, *, fold: int | None = None, model: str | None 
                             f"file {path}.")
     if model is None:
         raise RaycellsError(f"--from {path} is a weights file: name its architecture with --model.")
-    from .models import create_model, load_weights
+    from ..train.models import create_model, load_weights
 
     network = create_model(model, _head_size(path))
     load_weights(network, path)

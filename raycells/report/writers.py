@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 
 from . import paper, plots
-from .files import atomic_path, write_json
-from .report import RunScores
-from .schemes import SCHEMES
+from ..files import atomic_path, write_json
+from .scoring import RunScores
+from ..data.schemes import SCHEMES
 
 
 @dataclass
@@ -71,7 +71,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
 
 
 def comparison_tables(comparisons) -> list[Table]:
-    """Side-by-side tables of each comparison (from raycells.compare)."""
+    """Side-by-side tables of each comparison (from raycells.report.compare)."""
     tables = []
     for c in comparisons:
         a, b = c.baseline.run_dir.name, c.other.run_dir.name

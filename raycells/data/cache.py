@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .files import cache_dir
+from ..files import cache_dir
 from .images import to_rgb
 
 CACHE_VERSION = 2

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from .errors import RaycellsError
+from ..errors import RaycellsError
 
 
 def small_classes(labels: pd.Series, folds: int) -> dict[str, int]:

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cache import image_cache
-from .errors import RaycellsError
-from .extra import EXTRA_FOLD, load_mapping, mapped_extra, read_extra, with_extra
-from .files import atomic_path, write_json
-from .folds import copy_folds, fold_parts, make_folds, small_classes
-from .manifest import Manifest, read_manifest, training_labels, write_manifest
-from .metrics import fold_metrics, summarize_folds
-from .predict import load_checkpoint, predict_rows, predictions_frame
+from ..data.cache import image_cache
+from ..errors import RaycellsError
+from ..data.extra import EXTRA_FOLD, load_mapping, mapped_extra, read_extra, with_extra
+from ..files import atomic_path, write_json
+from ..data.folds import copy_folds, fold_parts, make_folds, small_classes
+from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
+from ..metrics import fold_metrics, summarize_folds
+from ..train.predict import load_checkpoint, predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
-from .settings import Experiment, Placement, as_dict, differences, settings_from_dict
-from .training import Resources, fit, fold_trainer, init_ray, plan_resources
+from ..settings import Experiment, Placement, as_dict, differences, settings_from_dict
+from ..train.trainer import Resources, fit, fold_trainer, init_ray, plan_resources
 
 Events = Callable[..., None]
 """Called as events(kind, **info): prepared, cache, fold_started, status, fold_finished,
@@ -70,7 +70,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     resources = plan_resources(placement, len(todo))
     emit("resources", **resources.__dict__)
 
-    from .progress import start_board
+    from ..train.progress import start_board
 
     board = start_board()
     stop = threading.Event()

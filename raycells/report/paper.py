@@ -10,7 +10,7 @@ CITATION = ("Matek C., Schwarz S., Spiekermann K., Marr C. (2019). Human-level r
 
 PER_CLASS: dict[str, dict[str, tuple[float, float]]] = {
     # class: precision (mean, std) and sensitivity (mean, std); images per class are
-    # raycells.schemes.AML.counts
+    # raycells.data.schemes.AML.counts
     "NGS": {"precision": (0.99, 0.00), "sensitivity": (0.96, 0.01)},
     "NGB": {"precision": (0.25, 0.03), "sensitivity": (0.59, 0.16)},
     "LYT": {"precision": (0.96, 0.01), "sensitivity": (0.95, 0.02)},

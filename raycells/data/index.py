@@ -5,7 +5,7 @@ Recognised layouts, decided by looking at the folder:
 - ``tcia-aml``: the Munich AML tree ``AML-Cytomorphology_LMU/<CLS>/*.tiff`` (pass the tree or the
   folder holding it), with ``annotations.dat`` when present;
 - ``pbc``: ``<class>/<PREFIX>_<id>.jpg`` with the 8 PBC class folders; the prefix is the fine label;
-- ``demo``: the built-in synthetic dataset (see ``raycells.demo``);
+- ``demo``: the built-in synthetic dataset (see ``raycells.data.demo``);
 - ``folders``: any other ``<class>/<image>`` tree;
 - ``csv``: a CSV file with path and label columns (fine_label and group optional).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import RaycellsError
+from ..errors import RaycellsError
 from .images import UnreadableImage, is_image_name, probe
 from .manifest import COLUMNS, Manifest, Problem
 from .schemes import AML, PBC, PBC_FINE_LABELS

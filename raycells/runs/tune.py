@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from .cv import prepare_run, start_run
-from .errors import RaycellsError
-from .files import atomic_path, write_json
-from .manifest import Manifest
+from ..errors import RaycellsError
+from ..files import atomic_path, write_json
+from ..data.manifest import Manifest
 from .rundir import RunDir
-from .settings import Experiment, Placement, as_dict, settings_from_dict
-from .training import Resources, fit, fold_trainer, plan_resources
+from ..settings import Experiment, Placement, as_dict, settings_from_dict
+from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -172,7 +172,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from .progress import start_board
+    from ..train.progress import start_board
 
     experiment = with_overrides(settings_from_dict(base)[0], config)
     labels = np.searchsorted(classes, plan["label"].to_numpy())

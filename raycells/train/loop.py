@@ -26,11 +26,11 @@ import torch.distributed as dist
 from torch import nn
 
 from .augment import Augmenter
-from .errors import RaycellsError
-from .metrics import confusion_scores
+from ..errors import RaycellsError
+from ..metrics import confusion_scores
 from .models import create_model, load_weights
 from .phases import phase_of, set_trainable, total_epochs, train_mode, training_phases
-from .settings import settings_from_dict
+from ..settings import settings_from_dict
 
 CHECKPOINT_FILE = "state.pt"
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -61,7 +61,7 @@ def learning_rate(step: int, total: int, peak: float, schedule: str) -> float:
 
 
 def train_fold(config: dict[str, Any]) -> None:
-    """Ray Train entry point for one fold; `config` is built by `raycells.cv`."""
+    """Ray Train entry point for one fold; `config` is built by `raycells.runs.cv`."""
     experiment, _ = settings_from_dict(config["experiment"])
     fold, classes, board = config["fold"], config["classes"], config["board"]
     context = ray.train.get_context()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import ttest_rel
 
-from .report import RunScores
+from .scoring import RunScores
 
 OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1")
 PER_CLASS = ("precision", "sensitivity", "f1")

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 
 from .models import create_model
-from .pipeline import part_dataset
-from .worker import CHECKPOINT_FILE, prepare_images
+from ..data.pipeline import part_dataset
+from .loop import CHECKPOINT_FILE, prepare_images
 
 
 def load_checkpoint(folder: str | Path) -> dict:

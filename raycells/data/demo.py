@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .files import cache_dir
+from ..files import cache_dir
 from .index import DEMO_MARKER
 from .schemes import AML
 
@@ -121,7 +121,7 @@ def write_demo(folder: str | os.PathLike, *, seed: int = 0, largest: int = 300,
         for i in range(counts[code]):
             rng = np.random.default_rng([seed, class_index, i])
             Image.fromarray(draw_cell(code, rng)).save(folder / code / f"{code}_{i:04d}.png")
-    marker = {"synthetic": True, "generator": "raycells.demo", "version": DEMO_VERSION,
+    marker = {"synthetic": True, "generator": "raycells.data.demo", "version": DEMO_VERSION,
               "seed": seed, "counts": counts,
               "note": "SYNTHETIC images drawn by raycells for demos and tests; not real cells."}
     (folder / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")

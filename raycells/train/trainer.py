@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import RaycellsError
-from .folds import fold_parts
-from .settings import Experiment, Placement, as_dict
+from ..errors import RaycellsError
+from ..data.folds import fold_parts
+from ..settings import Experiment, Placement, as_dict
 
 DATA_CPUS = 1.0
 """CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
@@ -104,8 +104,8 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from .pipeline import part_dataset
-    from .worker import train_fold
+    from ..data.pipeline import part_dataset
+    from .loop import train_fold
 
     parts = fold_parts(plan, fold)
     class_counts = np.bincount(labels[parts["train"]], minlength=len(classes))

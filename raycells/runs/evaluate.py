@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cache import image_cache
-from .errors import RaycellsError
-from .extra import load_mapping, mapped_extra
-from .files import atomic_path, write_json
-from .manifest import Manifest, training_labels, write_manifest
-from .metrics import fold_metrics
-from .predict import predict_rows, predictions_frame
+from ..data.cache import image_cache
+from ..errors import RaycellsError
+from ..data.extra import load_mapping, mapped_extra
+from ..files import atomic_path, write_json
+from ..data.manifest import Manifest, training_labels, write_manifest
+from ..metrics import fold_metrics
+from ..train.predict import predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
-from .settings import Placement
-from .training import init_ray
+from ..settings import Placement
+from ..train.trainer import init_ray
 
 Events = Callable[..., None]
 """Called as events(kind, **info): prepared, cache, model (fold, done, total)."""

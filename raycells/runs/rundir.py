@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .errors import RaycellsError
-from .files import atomic_path, write_json
+from .. import __version__
+from ..errors import RaycellsError
+from ..files import atomic_path, write_json
 
 PACKAGES = ("torch", "torchvision", "ray", "kornia", "scikit-learn", "numpy", "pandas", "pyarrow",
             "pillow")

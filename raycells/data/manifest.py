@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import RaycellsError
-from .files import atomic_path
+from ..errors import RaycellsError
+from ..files import atomic_path
 
 COLUMNS = ("path", "label", "fine_label", "source", "group", "sha1", "width", "height", "mode")
 """The columns every manifest has, in this order; a layout may add more after them."""

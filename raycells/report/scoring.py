@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve
 
-from .errors import RaycellsError
-from .metrics import (DDOF, fold_metrics, group_probability, group_scores, mean_std,
+from ..errors import RaycellsError
+from ..metrics import (DDOF, fold_metrics, group_probability, group_scores, mean_std,
                       one_vs_rest_auc)
-from .rundir import RunDir
-from .schemes import scheme_for
+from ..runs.rundir import RunDir
+from ..data.schemes import scheme_for
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import RaycellsError
+from ..errors import RaycellsError
 from .manifest import Manifest
 from .schemes import MAPPINGS
 

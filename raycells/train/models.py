@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .errors import RaycellsError
+from ..errors import RaycellsError
 from .phases import head_name
 
 _REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
