@@ -1,18 +1,24 @@
 # Two entry points for a fresh machine; each sets up .venv first, only when needed
 # (the venv is rebuilt when pyproject.toml or constraints.txt changes).
 #   make demo   run the main job on the built-in synthetic demo dataset
-#   make test   run the test suite
+#   make test   run the linter and the whole test suite (what CI runs)
+#   make quick  the inner loop: the linter and the tests that do not run Ray end to end
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lock
+.PHONY: demo test quick setup lock
 
 demo: $(STAMP)
 	$(VENV)/bin/raycells cv --folds 5
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check raycells tests benchmarks
 	$(VENV)/bin/python -m pytest
+
+quick: $(STAMP)
+	$(VENV)/bin/ruff check raycells tests benchmarks
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 setup: $(STAMP)
 

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from raycells.report.compare import compare
 from raycells.metrics import summarize_folds
+from raycells.report.compare import compare
 from raycells.report.scoring import score_run
 
 

@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raycells.train.augment import Augmenter, AugmentSettings
 from raycells.data.cache import image_cache, images_from_column
-from raycells.runs.cv import run_cv
 from raycells.data.folds import fold_parts
 from raycells.data.index import index_dataset
+from raycells.runs.cv import run_cv
+from raycells.settings import AugmentSettings, build_settings
+from raycells.train.augment import Augmenter
+from raycells.train.inputs import prepare_images
 from raycells.train.models import create_model
-from raycells.settings import build_settings
-from raycells.train.loop import prepare_images
 
 
 def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name: str, size: int,
@@ -112,7 +112,7 @@ def main() -> None:
     print(json.dumps({
         "data": args.data, "model": args.model, "image_size": args.image_size,
         "batch_size": args.batch_size, "epochs": args.epochs, "augment": args.augment,
-        "train_images": int(len(rows)),
+        "train_images": len(rows),
         "ray_images_per_s": round(ray_median, 1), "plain_images_per_s": round(plain_median, 1),
         "ratio": round(ray_median / plain_median, 3),
         "ray_per_epoch": [round(r, 1) for r in ray_rates],

@@ -19,10 +19,10 @@ import torch
 
 from raycells.data.cache import image_cache, images_from_column
 from raycells.data.manifest import read_manifest
-from raycells.train.models import create_model
-from raycells.train.predict import dihedral_views
 from raycells.runs.rundir import RunDir
-from raycells.train.loop import prepare_images
+from raycells.train.checkpoint import load_checkpoint
+from raycells.train.inputs import dihedral_views, prepare_images
+from raycells.train.models import create_model
 
 
 def main() -> None:
@@ -39,10 +39,9 @@ def main() -> None:
     images = torch.from_numpy(images_from_column(table.column("image"), size)[order].copy())
     result = {"run": str(args.run), "plain": {}, "tta": {}}
     for fold in sorted(int(p.name.split("-")[1]) for p in run.path.glob("fold-*")):
-        state = torch.load(next((run.fold(fold) / "checkpoint").glob("epoch-*/state.pt")),
-                           map_location="cpu", weights_only=False)
-        model = create_model(state["model_name"], len(classes))
-        model.load_state_dict(state["best"]["model"])
+        checkpoint = load_checkpoint(run.checkpoint(fold))
+        model = create_model(checkpoint.model_name, len(classes))
+        model.load_state_dict(checkpoint.best_model)
         model.eval()
         rows = np.flatnonzero(plan["fold"].to_numpy() == fold)
         plain, tta = [], []

@@ -1,10 +1,11 @@
-"""Where files go: atomic writes (a finished-looking file is always a complete one) and the
-cache folder."""
+"""Where files go: atomic writes (a finished-looking file or folder is always a complete one)
+and the cache folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def staged_folder(target: str | os.PathLike, marker: str) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target`; if the block succeeds (and writes the file
+    `marker` into it, which marks a finished folder), move it onto `target`. A `target` without
+    its marker (left by a killed process) is replaced; one with it (another process finished
+    first) is kept."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if not (target / marker).is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

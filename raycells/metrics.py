@@ -6,8 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 DDOF = 1
 """Degrees of freedom of every standard deviation over folds."""
@@ -20,7 +25,7 @@ def fold_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> 
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
     return {
-        "images": int(len(y_true)),
+        "images": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
@@ -91,18 +96,33 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize_folds(per_fold: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std over folds of the overall scores and of every per-class score."""
+    """Mean ± std (ddof=DDOF) over folds of every score the folds hold (`fold_metrics`' plus, where
+    present, weighted F1, per-class ROC AUC and the group scores); a score that is None in a
+    fold (undefined there) is left out of its mean."""
     folds = sorted(per_fold)
-    out: dict[str, Any] = {"folds": folds, "ddof": DDOF}
-    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
-        out[key] = mean_std([per_fold[k][key] for k in folds])
-    classes = list(per_fold[folds[0]]["per_class"]) if folds else []
-    out["per_class"] = {
+
+    def over_folds(get) -> tuple[float, float] | None:
+        values = [value for value in (get(per_fold[k]) for k in folds) if value is not None]
+        return mean_std(values) if values else None
+
+    first = per_fold[folds[0]] if folds else {"per_class": {}}
+    summary: dict[str, Any] = {"ddof": DDOF, "folds": folds}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"):
+        if key in first:
+            summary[key] = over_folds(lambda fold, key=key: fold[key])
+    scores = [score for score in ("precision", "sensitivity", "f1", "roc_auc")
+              if score in next(iter(first["per_class"].values()), {})]
+    summary["per_class"] = {
         code: {
-            **{score: mean_std([per_fold[k]["per_class"][code][score] for k in folds])
-               for score in ("precision", "sensitivity", "f1")},
+            **{score: over_folds(lambda fold, code=code, score=score: fold["per_class"][code][score])
+               for score in scores},
             "support": int(sum(per_fold[k]["per_class"][code]["support"] for k in folds)),
         }
-        for code in classes
+        for code in first["per_class"]
     }
-    return out
+    summary["groups"] = {
+        name: {score: over_folds(lambda fold, name=name, score=score: fold["groups"][name][score])
+               for score in ("roc_auc", "sensitivity", "specificity")}
+        for name in first.get("groups", {})
+    }
+    return summary

@@ -1,25 +1,97 @@
-"""Typed settings for a cross-validation run, merged in one place: defaults, then a preset, then a
+"""Typed settings for a run, declared once and merged in one place: defaults, then a preset, then a
 config file, then command-line flags. The merged result is written to the run's config.json first.
 
 `Experiment` holds what changes the results (and is compared when a run directory is reused);
-`Placement` holds where the run executes (free to change when a run resumes elsewhere).
+`Placement` holds where the run executes (free to change when a run resumes elsewhere). Each
+field's docstring is also its command-line help (`raycells.cli.options`), so it is written to be
+read there. This module imports neither torch nor Kornia: the settings travel to every worker and
+are checked before anything heavy is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .train.augment import AugmentSettings
 from .errors import RaycellsError
-from .data.sampling import Sampling
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 LABELS = ("class", "fine")
+POLICIES = ("none", "oversample", "sqrt", "class-weighted")
+MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
+"""The architectures of the model registry (`raycells.train.models`), named here so that settings
+can be checked without importing torch."""
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What the training batches go through (`raycells.train.augment`); `AugmentSettings.off()`
+    disables everything. Validation and test batches are never augmented."""
+
+    flip: float = 0.5
+    """Probability of a horizontal flip, and separately of a vertical flip."""
+    rotate: float = 1.0
+    """Probability of a rotation by an angle drawn uniformly from 0-359 degrees."""
+    noise: float = 0.3
+    """Probability of adding Gaussian noise."""
+    noise_std: float = 0.03
+    """Standard deviation of the noise, on the 0-1 intensity scale."""
+    brightness: float = 0.5
+    """Probability of a brightness shift."""
+    brightness_range: float = 0.1
+    """Largest brightness shift, on the 0-1 intensity scale."""
+    contrast: float = 0.5
+    """Probability of a contrast change."""
+    contrast_range: float = 0.1
+    """Largest relative contrast change (0.1: factor 0.9-1.1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("flip", "rotate", "noise", "brightness", "contrast"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{name} is a probability: got {value}, expected 0 to 1")
+        for name in ("noise_std", "brightness_range", "contrast_range"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"augment.{name} must be at least 0 and below 1")
+
+    @classmethod
+    def off(cls) -> AugmentSettings:
+        return cls(flip=0.0, rotate=0.0, noise=0.0, brightness=0.0, contrast=0.0)
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.flip, self.rotate, self.noise, self.brightness, self.contrast))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A class-balancing policy and its parameters; `raycells.data.sampling` turns it into copies
+    per image and loss weights."""
+
+    policy: str = "none"
+    """none, oversample, sqrt or class-weighted."""
+    target: int | None = None
+    """oversample: images per class per epoch; None means the largest class's size."""
+    cap: float | None = None
+    """oversample: most copies of one image per epoch; None means no cap."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"sampling = {self.policy!r} is not valid: expected {', '.join(POLICIES)}")
+        if self.target is not None and self.target < 1:
+            raise ValueError(f"sampling target = {self.target!r} is not valid: expected at least 1")
+        if self.cap is not None and self.cap < 1:
+            raise ValueError(f"sampling cap = {self.cap!r} is not valid: expected at least 1")
+
+    @property
+    def resamples(self) -> bool:
+        """Whether epochs differ from one pass over the training images."""
+        return self.policy in ("oversample", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -31,9 +103,9 @@ class Transfer:
     source: str
     """Where the network comes from (a run directory and fold, or a weights file), for the reader."""
     head_epochs: int = 10
-    """Epochs of the first phase: new head only, body frozen."""
+    """Epochs of the first transfer phase: the new head alone, the body frozen."""
     head_lr: float = 0.01
-    """Peak learning rate of the first phase."""
+    """Peak learning rate of the first transfer phase."""
 
     def __post_init__(self) -> None:
         _check(self.head_epochs >= 0, "transfer.head_epochs", self.head_epochs, "0 or more")
@@ -45,28 +117,31 @@ class Experiment:
     """Everything that decides what a cross-validation run computes."""
 
     data: str | None = None
-    """Dataset folder, CSV or manifest; None means the built-in synthetic demo dataset."""
+    """Dataset folder, CSV or manifest (none: the built-in SYNTHETIC demo dataset)."""
     folds: int = 5
     """Number of stratified test folds."""
     seed: int = 0
     """Seed for the fold plan, initial weights, sampling and augmentation."""
     model: str = "resnet18"
-    """Architecture from the model registry."""
+    """Architecture: resnext50 (Matek et al.'s), efficientnet_b0, densenet121, convnext_tiny,
+    resnet18 or tiny_cnn. A transfer run takes the source network's (name it for a weights
+    file)."""
     image_size: int = 64
-    """Images are resized to image_size x image_size (the paper: 400)."""
+    """Input size in pixels: images are resized to a square of this size (a transfer run: the
+    source network's unless given)."""
     epochs: int = 18
-    """Training epochs per fold (after a transfer run's head epochs); the best epoch on the inner
-    validation split is kept."""
+    """Training epochs per fold (a transfer run: fine-tuning epochs after the head's; 0 trains the
+    head only); the best epoch on the inner validation split is kept."""
     batch_size: int = 64
     """Images per optimisation step, summed over all workers."""
     lr: float = 0.002
-    """Peak learning rate."""
+    """Peak learning rate (a transfer run: of the fine-tuning phase)."""
     weight_decay: float = 0.05
     """Weight decay of the optimizer."""
     optimizer: str = "adamw"
     """adamw or sgd (momentum 0.9, Nesterov)."""
     schedule: str = "onecycle"
-    """Learning-rate schedule: onecycle, cosine or constant."""
+    """Learning-rate schedule: onecycle, cosine or constant (it starts again in each phase)."""
     val_fraction: float = 0.1
     """Share of each training part held out as inner validation."""
     labels: str = "class"
@@ -74,22 +149,27 @@ class Experiment:
     prefixes, or a CSV's fine_label column)."""
     extra_data: str | None = None
     """Another dataset whose images join the training part of every fold (never test or
-    validation), relabelled by `extra_map`."""
+    validation), relabelled by the extra map."""
     extra_map: str | None = None
-    """How extra images map onto the classes: pbc-to-aml, or a .json/.csv mapping file."""
+    """How the extra data's labels map onto the classes: pbc-to-aml, or a .json/.csv (from,to)
+    file."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
     sampling: Sampling = field(default_factory=Sampling)
-    """Which training images (and how many copies) each epoch sees, or a class-weighted loss."""
+    """Per-epoch class balancing of the training part: none, oversample, sqrt or class-weighted;
+    oversample takes a target per class and a cap on copies per image, as in
+    "oversample,target=10000,cap=20" (target default: the largest class)."""
     weights: str | None = None
-    """Initial weights file (a state dict or raycells checkpoint); None trains from scratch. With
-    `transfer`, every weight but the head's."""
+    """Initial weights file (a state dict or raycells checkpoint; none: from scratch). A transfer
+    run loads every weight but the head's."""
     transfer: Transfer | None = None
     """Two-phase training from the network in `weights` (None: one phase, everything trained)."""
     folds_from: str | None = None
-    """Take the fold plan from this run directory (same images), so two runs pair fold by fold."""
+    """Take the fold plan of this run directory (same images), so that `raycells report` pairs the
+    two runs fold by fold."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
-    """Augmentation of training batches."""
+    """Augmentation of training batches: "off", or settings such as
+    "rotate=1,flip=0.5,noise=0.3,noise_std=0.03,brightness=0.5,contrast=0.5"."""
     tta: bool = True
     """Test-time augmentation: each test image's probabilities are averaged over its 8 flips and
     right-angle rotations (exact views, no interpolation). Validation is never augmented."""
@@ -112,9 +192,7 @@ class Experiment:
         _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
                "a mapping (such as pbc-to-aml) exactly when extra_data is set")
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
-        from .train.models import model_names  # torchvision import deferred until settings are built
-
-        _check(self.model in model_names(), "model", self.model, ", ".join(model_names()))
+        _check(self.model in MODELS, "model", self.model, ", ".join(sorted(MODELS)))
 
 
 @dataclass(frozen=True)
@@ -122,13 +200,13 @@ class Placement:
     """Where and on how many workers the run executes."""
 
     address: str | None = None
-    """Ray cluster address ("auto" for the cluster this machine belongs to); None starts one."""
+    """Ray cluster to join ("auto" on a cluster node; none: start one on this machine)."""
     workers: int | None = None
-    """Training workers per fold; None sizes it from the cluster (one per GPU, else one)."""
+    """Training workers per fold (none: sized from the cluster, one per GPU, else one)."""
     gpus_per_worker: float | None = None
-    """GPUs per training worker; None uses one when the cluster has GPUs."""
+    """GPUs per training worker (none: one when the cluster has GPUs)."""
     cpus_per_worker: float | None = None
-    """CPUs per training worker; None leaves one CPU of each fold's share to Ray Data."""
+    """CPUs per training worker (none: each fold's share less one CPU left to Ray Data)."""
 
     def __post_init__(self) -> None:
         _check(self.workers is None or self.workers >= 1, "workers", self.workers, "at least 1")
@@ -194,34 +272,59 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
         raise RaycellsError(f"{origin}: unknown settings {', '.join(sorted(unknown))}. Known: "
                             f"{', '.join(sorted(experiment_keys | placement_keys))}.")
     experiment = {k: v for k, v in values.items() if k in experiment_keys}
-    augment = experiment.pop("augment", None)
     try:
+        augment = experiment.pop("augment", None)
         if isinstance(augment, str):
             if augment != "off":
                 raise ValueError(f'augment must be "off" or a table of settings, not {augment!r}')
             experiment["augment"] = AugmentSettings.off()
         elif augment is not None:
-            unknown_aug = set(augment) - {f.name for f in fields(AugmentSettings)}
-            if unknown_aug:
-                raise ValueError(f"unknown augment settings {', '.join(sorted(unknown_aug))}")
-            experiment["augment"] = AugmentSettings(**augment)
+            experiment["augment"] = _table(AugmentSettings, augment, "augment")
         sampling = experiment.pop("sampling", None)
         if sampling is not None:
             sampling = {"policy": sampling} if isinstance(sampling, str) else sampling
-            unknown_sampling = set(sampling) - {f.name for f in fields(Sampling)}
-            if unknown_sampling:
-                raise ValueError(f"unknown sampling settings {', '.join(sorted(unknown_sampling))}")
-            experiment["sampling"] = Sampling(**sampling)
+            experiment["sampling"] = _table(Sampling, sampling, "sampling")
         transfer = experiment.pop("transfer", None)
         if transfer is not None:
-            unknown_transfer = set(transfer) - {f.name for f in fields(Transfer)}
-            if unknown_transfer:
-                raise ValueError(f"unknown transfer settings {', '.join(sorted(unknown_transfer))}")
-            experiment["transfer"] = Transfer(**transfer)
+            experiment["transfer"] = _table(Transfer, transfer, "transfer")
         return (Experiment(**experiment),
                 Placement(**{k: v for k, v in values.items() if k in placement_keys}))
     except (TypeError, ValueError) as error:
         raise RaycellsError(f"{origin}: {error}") from error
+
+
+def with_overrides(base: Experiment, overrides: dict[str, Any], *,
+                   origin: str = "search space") -> Experiment:
+    """`base` with the settings named in `overrides` replaced; dotted names reach nested settings
+    (`sampling.policy`, `augment.noise`, `transfer.head_lr`)."""
+    values = as_dict(base)
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        target = values
+        for part in path:
+            if not isinstance(target.get(part), dict):
+                raise RaycellsError(f"{origin} {key}: {part} has no settings inside it.")
+            target = target[part]
+        if last not in target:
+            raise RaycellsError(f"{origin} {key}: no such setting. Known: "
+                                f"{', '.join(sorted(target))}.")
+        target[last] = value
+    return settings_from_dict(values, origin=f"{origin} {', '.join(overrides)}")[0]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of the settings class `cls`, as one line of text (the
+    command-line help of the field's option)."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for field_node, doc in itertools.pairwise(body):
+        if (isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)):
+            docs[field_node.target.id] = " ".join(doc.value.value.split())
+    return docs
 
 
 def as_dict(settings: Experiment | Placement) -> dict[str, Any]:
@@ -264,6 +367,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = {**data["settings"].get("experiment", data["settings"]),
                 **data["settings"].get("placement", {})}
     return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _table(cls: type, values: dict[str, Any], name: str) -> Any:
+    """The nested settings `cls` from the table `values`, refusing names it does not have."""
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {name} settings {', '.join(sorted(unknown))}")
+    return cls(**values)
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real images in ../shared/data (never copied into the repository)."""
+"""Shared fixtures: the real images in ../shared/data (never copied into the repository), and the
+`slow` mark on every test that runs Ray end to end (`pytest -m "not slow"` leaves them out)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ from raycells.runs.rundir import RunDir, write_plan
 from raycells.train.trainer import DATA_RESERVATION_ENV
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RAY_FIXTURES = {"ray_session", "aml_run"}
+"""Fixtures that start Ray: a test using one is an end-to-end test, marked slow."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def _shared(relative: str) -> Path:

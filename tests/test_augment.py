@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from raycells.train.augment import Augmenter, AugmentSettings
+from raycells.settings import AugmentSettings
+from raycells.train.augment import Augmenter
 
 
 def _batch(n=32, size=32):

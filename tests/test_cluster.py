@@ -15,8 +15,8 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from raycells.errors import RaycellsError
-from raycells.train.trainer import DATA_RESERVATION_ENV
 from raycells.train.loop import check_reachable
+from raycells.train.trainer import DATA_RESERVATION_ENV
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 
@@ -39,6 +39,7 @@ def test_cluster_config_passes_rays_validation(name):
         config["worker_start_ray_commands"])
 
 
+@pytest.mark.slow
 def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, complete_run,
                                                            monkeypatch):
     """Two nodes of 3 CPUs and workers of 2 CPUs: a fold's two workers cannot share a node. The

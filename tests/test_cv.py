@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from raycells.runs.cv import run_cv
 from raycells.data.manifest import read_manifest
+from raycells.runs.cv import run_cv
 from raycells.settings import build_settings
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "lr": 0.01, "folds": 2, "epochs": 2}
@@ -56,8 +56,8 @@ def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_p
     run.mkdir()
     experiment, placement = _settings(data=str(small_pbc))
     other, _ = _settings(data=str(small_pbc), epochs=5, lr=0.1)
-    from raycells.runs.cv import prepare_run
     from raycells.runs.rundir import RunDir
+    from raycells.runs.setup import prepare_run
 
     prepare_run(RunDir(run), experiment, placement, read_manifest(small_pbc), resume=False)
     with pytest.raises(RaycellsError, match="already holds a run: pass --resume"):

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raycells.errors import RaycellsError
-from raycells.runs.evaluate import run_evaluate
 from raycells.data.index import index_dataset
 from raycells.data.manifest import read_manifest
+from raycells.errors import RaycellsError
 from raycells.report.scoring import score_run
+from raycells.runs.evaluate import run_evaluate
 
 
 def _probs(run) -> np.ndarray:

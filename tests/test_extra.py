@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from raycells.runs.cv import prepare_run
-from raycells.errors import RaycellsError
 from raycells.data.extra import EXTRA_FOLD, load_mapping, mapped_extra
 from raycells.data.folds import fold_parts
 from raycells.data.index import index_dataset
 from raycells.data.manifest import read_manifest
-from raycells.runs.rundir import RunDir
 from raycells.data.schemes import PBC_TO_AML
+from raycells.errors import RaycellsError
+from raycells.runs.rundir import RunDir
+from raycells.runs.setup import prepare_run
 from raycells.settings import build_settings
 
 
@@ -43,7 +43,7 @@ def test_extra_images_are_in_every_training_part_and_nothing_else(tmp_path, mate
     experiment, placement = build_settings(flags={"data": str(matek_dir), "extra_data": str(pbc_dir),
                                                   "extra_map": "pbc-to-aml"})
     run = RunDir(tmp_path / "run")
-    manifest, plan = prepare_run(run, experiment, placement, index_dataset(matek_dir), resume=False)
+    _manifest, plan = prepare_run(run, experiment, placement, index_dataset(matek_dir), resume=False)
     extra = plan.index[plan["fold"] == EXTRA_FOLD]
     primary = plan.index[plan["fold"] != EXTRA_FOLD]
     assert len(primary) == 160 and len(extra) == 8561 - 1186 - 64 - 28  # all but PLATELET, IG, NEUTROPHIL

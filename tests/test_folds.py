@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from raycells.errors import RaycellsError
 from raycells.data.folds import fold_parts, make_folds
+from raycells.errors import RaycellsError
 
 
 def _frame(counts, groups=False):

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from raycells.errors import RaycellsError
 from raycells.data.images import load_rgb
 from raycells.data.index import index_dataset
+from raycells.errors import RaycellsError
 
 PBC_FINE_COUNTS = {
     "BA": 589, "EO": 1588, "ERB": 770, "PMY": 303, "MY": 593, "MMY": 498, "IG": 64,

@@ -1,7 +1,7 @@
 import pytest
 
-from raycells.errors import RaycellsError
 from raycells.data.manifest import COLUMNS, read_manifest, training_labels, write_manifest
+from raycells.errors import RaycellsError
 
 
 def test_round_trip_keeps_rows_and_findings(tmp_path, pbc_manifest):

@@ -14,7 +14,8 @@ def test_every_registered_model_runs_forward_at_a_tiny_size(name):
 
 
 def test_registry_has_the_papers_network_and_the_newer_ones():
-    assert {"resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn"} <= set(model_names())
+    assert ({"resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn"}
+            <= set(model_names()))
 
 
 def test_weights_load_and_mismatches_name_the_file(tmp_path):
@@ -26,3 +27,9 @@ def test_weights_load_and_mismatches_name_the_file(tmp_path):
         create_model("resnet18", 4, weights=tmp_path / "w.pt")
     with pytest.raises(RaycellsError, match="unknown model 'vgg'"):
         create_model("vgg", 4)
+
+
+def test_the_settings_name_exactly_the_registered_models():
+    from raycells.settings import MODELS
+
+    assert sorted(MODELS) == model_names()

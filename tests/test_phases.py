@@ -6,17 +6,25 @@ import pytest
 import torch
 from torch import nn
 
-from raycells.train.models import create_model
-from raycells.train.phases import (ALL, ALL_BUT_BATCH_NORM, HEAD, Phase, head_name, set_trainable,
-                             train_mode, training_phases)
 from raycells.settings import build_settings
-from raycells.train.loop import _optimizer
+from raycells.train.models import create_model
+from raycells.train.optim import make_optimizer
+from raycells.train.phases import (
+    ALL,
+    ALL_BUT_BATCH_NORM,
+    HEAD,
+    Phase,
+    head_name,
+    set_trainable,
+    train_mode,
+    training_phases,
+)
 
 
 def _train_steps(model: nn.Module, phase: Phase, steps: int = 3) -> None:
     """What the training loop does in a phase: its optimizer, its modes, a few steps."""
     experiment, _ = build_settings(flags={"model": "tiny_cnn"})
-    optimizer = _optimizer(set_trainable(model, phase), experiment, lr=0.05)
+    optimizer = make_optimizer(set_trainable(model, phase), experiment, lr=0.05)
     torch.manual_seed(1)
     for _ in range(steps):
         train_mode(model, phase)

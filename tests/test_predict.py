@@ -1,6 +1,6 @@
 import torch
 
-from raycells.train.predict import dihedral_views
+from raycells.train.inputs import dihedral_views
 
 
 def test_dihedral_views_are_the_eight_exact_flips_and_rotations():

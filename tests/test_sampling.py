@@ -9,13 +9,14 @@ from raycells.data.cache import image_cache
 from raycells.data.folds import fold_parts, make_folds
 from raycells.data.manifest import read_manifest
 from raycells.data.pipeline import part_dataset
-from raycells.data.sampling import Sampling, draw_copies
+from raycells.data.sampling import draw_copies, expected_copies, loss_weights
+from raycells.settings import Sampling
 
 COUNTS = np.array([100, 10, 1])
 
 
 def per_class(sampling: Sampling, counts=COUNTS) -> np.ndarray:
-    return counts * sampling.expected_copies(counts)
+    return counts * expected_copies(sampling, counts)
 
 
 def test_each_policy_gives_its_class_counts():
@@ -30,15 +31,15 @@ def test_each_policy_gives_its_class_counts():
 
 
 def test_only_class_weighting_weighs_the_loss():
-    weights = Sampling("class-weighted").loss_weights(np.array([100, 10, 1, 0]))
+    weights = loss_weights(Sampling("class-weighted"), np.array([100, 10, 1, 0]))
     assert weights == pytest.approx([111 / 300, 111 / 30, 111 / 3, 0])
     for policy in ("none", "oversample", "sqrt"):
-        assert Sampling(policy).loss_weights(COUNTS) is None
+        assert loss_weights(Sampling(policy), COUNTS) is None
 
 
 def test_a_class_without_training_images_gets_no_copies():
     for policy in ("oversample", "sqrt"):
-        copies = Sampling(policy).expected_copies(np.array([50, 0, 5]))
+        copies = expected_copies(Sampling(policy), np.array([50, 0, 5]))
         assert copies[1] == 0 and np.isfinite(copies).all()
 
 
@@ -72,7 +73,7 @@ def test_training_epochs_never_hold_validation_or_test_images(ray_session, small
     cache = image_cache(frame, 32)
     counts = np.bincount(labels[parts["train"]], minlength=len(classes))
     for sampling in (Sampling(), Sampling("oversample", target=int(counts.max()) * 2)):
-        expected = sampling.expected_copies(counts)
+        expected = expected_copies(sampling, counts)
         copies = expected[labels] if sampling.resamples else None
         dataset = part_dataset(cache, 32, labels, parts["train"], copies, shuffle=True)
         for _ in range(2):

@@ -2,10 +2,8 @@ import json
 
 import pytest
 
-from raycells.train.augment import AugmentSettings
 from raycells.errors import RaycellsError
-from raycells.data.sampling import Sampling
-from raycells.settings import build_settings, differences
+from raycells.settings import AugmentSettings, Sampling, build_settings, differences
 
 
 def test_defaults_preset_file_then_flags(tmp_path):

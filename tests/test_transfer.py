@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from raycells.runs.cv import prepare_run
-from raycells.errors import RaycellsError
 from raycells.data.manifest import read_manifest
-from raycells.train.models import create_model
+from raycells.errors import RaycellsError
 from raycells.runs.rundir import RunDir
-from raycells.settings import build_settings
+from raycells.runs.setup import prepare_run
 from raycells.runs.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
+from raycells.settings import build_settings
+from raycells.train.models import create_model
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2}
 
@@ -44,7 +44,7 @@ def _final_state(run, fold: int) -> dict[str, torch.Tensor]:
 def test_transfer_runs_both_phases_on_two_workers_and_keeps_batch_norm(
         ray_session, aml_run, small_pbc, tmp_path, complete_run):
     out = tmp_path / "transfer"
-    source, result = _transfer(aml_run, out, small_pbc, workers=2, epochs=1, lr=0.001,
+    source, _result = _transfer(aml_run, out, small_pbc, workers=2, epochs=1, lr=0.001,
                                transfer={"head_epochs": 1})
     complete_run(out, folds=2, classes=8)
     config = json.loads((out / "config.json").read_text())

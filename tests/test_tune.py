@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from raycells.cli.tune import parse_space_flags
-from raycells.runs.cv import run_cv
 from raycells.data.demo import demo_dataset
-from raycells.errors import RaycellsError
 from raycells.data.index import index_dataset
-from raycells.data.sampling import Sampling
-from raycells.settings import build_settings
-from raycells.runs.tune import check_space, run_tune, with_overrides
+from raycells.errors import RaycellsError
+from raycells.runs.cv import run_cv
+from raycells.runs.tune import check_space, run_tune
+from raycells.settings import Sampling, build_settings, with_overrides
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "epochs": 2, "folds": 3}
 

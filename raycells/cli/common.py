@@ -1,13 +1,13 @@
-"""What every command shares: the consoles, turning library errors into exit codes, progress bars
-and finding the dataset a command should work on."""
+"""What every command shares: the consoles, turning library errors into exit codes, Ray's messages
+kept off the terminal, progress bars, and the settings and dataset of a new or resumed run."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,14 +15,15 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data.demo import demo_dataset
+from ..data.index import open_dataset
+from ..data.manifest import Manifest
 from ..errors import RaycellsError
-from ..data.index import index_dataset
-from ..data.manifest import Manifest, read_manifest
 from ..runs.rundir import RunDir
+from ..runs.setup import run_settings
+from ..settings import Experiment, Placement
 
 console = Console(soft_wrap=True)
 """Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
@@ -105,92 +106,38 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         bar.stop()
 
 
-def dataset_path(path: Path | None) -> Path:
+def dataset_path(path: str | Path | None) -> Path:
     """`path`, or the built-in synthetic demo dataset (generated on first use) when None."""
     if path is not None:
-        return path
+        return Path(path)
     status.print("[yellow]No dataset given: using the built-in SYNTHETIC demo dataset "
                  "(drawn cells, not real images).[/]")
     with status.status("Preparing the demo dataset (generated once, then cached)"):
         return demo_dataset()
 
 
-def load_dataset(path: Path | None) -> Manifest:
+def load_dataset(path: str | Path | None) -> Manifest:
     """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed, and no
     path means the built-in synthetic demo dataset."""
     path = dataset_path(path)
-    if path.suffix.lower() == ".parquet" and path.is_file():
-        return read_manifest(path)
     with progress_bar(f"Reading images in {path}") as update:
-        return index_dataset(path, progress=update)
+        return open_dataset(path, progress=update)
 
 
-class LiveDisplay:
-    """Turns a library command's events into status lines and a live table. Subclasses define
-    `_table()` and `_on_<event>` handlers; unknown events are ignored."""
+def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
+                      config: Path | None, resume: bool,
+                      ) -> tuple[Experiment, Placement, Manifest | None]:
+    """The run's settings and, for a new run, its dataset (see `with_dataset`; a resumed run has
+    its own manifest)."""
+    experiment, placement = run_settings(run, flags, preset=preset, config=config, resume=resume)
+    if resume:
+        return experiment, placement, None
+    experiment, manifest = with_dataset(experiment)
+    return experiment, placement, manifest
 
-    unit = "fold"
-    """What runs at once, in the resources line: fold or trial."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: Live | None = None
-        self._cache: tuple | None = None
-
-    def event(self, kind: str, **info: Any) -> None:
-        with self._lock:
-            getattr(self, f"_on_{kind}", lambda **_: None)(**info)
-            if self._live:
-                self._live.update(self._table())
-
-    def close(self) -> None:
-        with self._lock:
-            if self._cache:
-                self._cache[0].stop()
-            if self._live:
-                self._live.stop()
-                self._live = None
-                if not status.is_terminal:  # rich leaves the last line open in a log file
-                    status.line()
-
-    def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
-        """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
-        prints `interrupted` (what was kept, how to go on) and exits with 130."""
-        try:
-            with ray_messages_to(RunDir(run_dir).ray_log):
-                return work()
-        except KeyboardInterrupt:
-            self.close()
-            status.print(f"[yellow]Interrupted.[/] {interrupted}")
-            raise typer.Exit(130) from None
-        finally:
-            self.close()
-
-    def _table(self):
-        raise NotImplementedError
-
-    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra) -> None:
-        if synthetic:
-            status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
-                         "Use it to check the set-up, never to judge a model.")
-        status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
-        if extra:
-            counts = ", ".join(f"{code} {n:,}" for code, n in extra.items())
-            status.print(f"Extra training images (every fold's training part only): "
-                         f"{sum(extra.values()):,} ({counts}).")
-
-    def _on_cache(self, done, total) -> None:
-        if self._cache is None:
-            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
-        bar, task = self._cache
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
-        where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
-        status.print(f"Each {self.unit}: {workers} worker(s) x {where}; "
-                     f"{concurrent_folds} {self.unit}(s) at a time.")
-        self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
-                          redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
+def with_dataset(experiment: Experiment) -> tuple[Experiment, Manifest]:
+    """The experiment with its dataset's path (the demo dataset when none is named), and the
+    dataset read."""
+    path = dataset_path(experiment.data)
+    return dataclasses.replace(experiment, data=str(path)), load_dataset(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
@@ -17,7 +17,7 @@ from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, sta
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
 
 DatasetArg = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="Dataset folder, CSV of path,label, or manifest (.parquet). "
                         "Default: the built-in synthetic demo dataset.", show_default=False),
 ]

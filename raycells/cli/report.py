@@ -6,19 +6,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table as RichTable
 
 from ..report.compare import compare
 from ..report.scoring import score_run
 from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
 from ..runs.rundir import RunDir
 from .common import console, reported_errors
+from .live import print_tables
+
+RunDirs = Annotated[list[Path], typer.Argument(
+    help="Run directories written by `raycells cv`; with several, each is compared with the first.")]
+Threshold = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Probability threshold for the blast and atypical sensitivity and specificity.")]
 
 
-def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `raycells cv`; with several, each is compared with the first.")],
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability threshold for the blast and atypical sensitivity and specificity.")] = 0.5,
-) -> None:
+def report(run_dirs: RunDirs, threshold: Threshold = 0.5) -> None:
     """Tables and pictures like Matek et al. 2019 from a run directory (finished or not): per-class
     precision and sensitivity as mean ± std over folds, blast and atypical ROC AUC, confusion
     matrices, and the paper's table beside ours for the AML scheme."""
@@ -37,14 +39,3 @@ def report(
             print_tables(comparison_tables(comparisons))
             written = write_comparison(comparisons, RunDir(run_dirs[0]).report)
             console.print(f"Comparison written to {RunDir(run_dirs[0]).report}: {', '.join(written)}")
-
-
-def print_tables(tables) -> None:
-    for table in tables:
-        rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
-                               caption_justify="left")
-        for index, header in enumerate(table.headers):
-            rich_table.add_column(header, justify="left" if index == 0 else "right")
-        for row in table.rows:
-            rich_table.add_row(*row)
-        console.print(rich_table)

@@ -12,8 +12,6 @@ can stream without a global shuffle. On a multi-node cluster, point $RAYCELLS_CA
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..files import cache_dir
+from ..files import cache_dir, staged_folder
 from .images import to_rgb
 
 CACHE_VERSION = 2
@@ -49,9 +47,7 @@ def image_cache(frame: pd.DataFrame, size: int, *,
     folder = cache_dir() / "images" / f"{cache_key(frame['sha1'], size)}-{size}px"
     if (folder / _COMPLETE).is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder, _COMPLETE) as staging:
         order = np.random.default_rng(0).permutation(len(frame))
         rows = pd.DataFrame({"row": order.astype(np.int64),
                              "path": frame["path"].astype(str).to_numpy()[order]})
@@ -70,11 +66,6 @@ def image_cache(frame: pd.DataFrame, size: int, *,
         if pending:
             pq.write_table(pa.concat_tables(pending), staging / f"part-{shard:05d}.parquet")
         (staging / _COMPLETE).write_text(f"{len(frame)} images, {size}px\n")
-        if not (folder / _COMPLETE).is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # a half-built cache from a killed run
-            staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

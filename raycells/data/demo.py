@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..files import cache_dir
+from ..files import cache_dir, staged_folder
 from .index import DEMO_MARKER
 from .schemes import AML
 
@@ -133,14 +131,8 @@ def demo_dataset(seed: int = 0) -> Path:
     folder = cache_dir() / f"demo-v{DEMO_VERSION}-seed{seed}"
     if (folder / DEMO_MARKER).is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder, DEMO_MARKER) as staging:
         write_demo(staging, seed=seed)
-        if not folder.exists():  # another process may have finished first
-            os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

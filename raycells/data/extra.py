@@ -21,14 +21,6 @@ EXTRA_FOLD = -1
 """The fold-plan value of an extra image: in no test fold."""
 
 
-def read_extra(path: str) -> Manifest:
-    """The extra dataset: a manifest file, or a folder or CSV to index."""
-    from .index import index_dataset
-    from .manifest import read_manifest
-
-    return read_manifest(path) if str(path).endswith(".parquet") else index_dataset(path)
-
-
 def load_mapping(name: str, flag: str = "--extra-map") -> dict[str, str]:
     """A label mapping: a built-in name (pbc-to-aml) or a .json ({"from": "to"}) or .csv
     (columns from,to) file. Keys are the other dataset's fine labels or labels. `flag` names

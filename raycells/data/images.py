@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -59,7 +60,7 @@ def probe(path: str | os.PathLike) -> ImageFacts:
     """Hash the file and decode it completely (JPEGs at reduced scale, which still reads every
     byte), so that truncated or corrupt files are found at indexing time, not during training."""
     try:
-        data = open(path, "rb").read()
+        data = Path(path).read_bytes()
     except OSError as error:
         raise UnreadableImage(f"cannot read the file ({error.strerror}): check its permissions") from error
     if not data:

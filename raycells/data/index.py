@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import RaycellsError
 from .images import UnreadableImage, is_image_name, probe
-from .manifest import COLUMNS, Manifest, Problem
+from .manifest import COLUMNS, Manifest, Problem, read_manifest
 from .schemes import AML, PBC, PBC_FINE_LABELS
 
 TCIA_FOLDER = "AML-Cytomorphology_LMU"
@@ -40,6 +40,14 @@ _LAYOUT_HELP = (
     "<class>/<PREFIX>_<id>.jpg, any <class>/<image> tree (one subfolder per class), or a CSV "
     "file with path,label columns."
 )
+
+
+def open_dataset(path: str | os.PathLike, *, progress: Progress | None = None) -> Manifest:
+    """The manifest of the dataset at `path`: a Parquet manifest is read, a folder or CSV is
+    indexed."""
+    if str(path).lower().endswith(".parquet") and Path(path).is_file():
+        return read_manifest(path)
+    return index_dataset(path, progress=progress)
 
 
 def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,

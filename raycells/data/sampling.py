@@ -17,60 +17,36 @@ the same image under a new random augmentation. Copies never reach disk, validat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-POLICIES = ("none", "oversample", "sqrt", "class-weighted")
+from ..settings import Sampling
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """A sampling policy and its parameters (see the module description)."""
+def expected_copies(sampling: Sampling, class_counts: np.ndarray) -> np.ndarray:
+    """Expected copies per epoch of one image of each class (classes without images: 0)."""
+    counts = np.asarray(class_counts, dtype=float)
+    present = counts > 0
+    copies = np.where(present, 1.0, 0.0)
+    if sampling.policy == "oversample":
+        target = sampling.target if sampling.target is not None else counts.max()
+        copies[present] = np.maximum(1.0, target / counts[present])
+        if sampling.cap is not None:
+            copies = np.minimum(copies, sampling.cap)
+    elif sampling.policy == "sqrt":
+        roots = np.sqrt(counts)
+        copies[present] = counts.sum() * roots[present] / roots.sum() / counts[present]
+    return copies
 
-    policy: str = "none"
-    target: int | None = None
-    """oversample: images per class per epoch; None means the largest class's size."""
-    cap: float | None = None
-    """oversample: most copies of one image per epoch; None means no cap."""
 
-    def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"sampling = {self.policy!r} is not valid: expected {', '.join(POLICIES)}")
-        if self.target is not None and self.target < 1:
-            raise ValueError(f"sampling target = {self.target!r} is not valid: expected at least 1")
-        if self.cap is not None and self.cap < 1:
-            raise ValueError(f"sampling cap = {self.cap!r} is not valid: expected at least 1")
-
-    def expected_copies(self, class_counts: np.ndarray) -> np.ndarray:
-        """Expected copies per epoch of one image of each class (classes without images: 0)."""
-        counts = np.asarray(class_counts, dtype=float)
-        present = counts > 0
-        copies = np.where(present, 1.0, 0.0)
-        if self.policy == "oversample":
-            target = self.target if self.target is not None else counts.max()
-            copies[present] = np.maximum(1.0, target / counts[present])
-            if self.cap is not None:
-                copies = np.minimum(copies, self.cap)
-        elif self.policy == "sqrt":
-            roots = np.sqrt(counts)
-            copies[present] = counts.sum() * roots[present] / roots.sum() / counts[present]
-        return copies
-
-    def loss_weights(self, class_counts: np.ndarray) -> np.ndarray | None:
-        """Per-class loss weights, or None for an unweighted loss."""
-        if self.policy != "class-weighted":
-            return None
-        counts = np.asarray(class_counts, dtype=float)
-        present = counts > 0
-        weights = np.zeros_like(counts)
-        weights[present] = counts.sum() / (present.sum() * counts[present])
-        return weights
-
-    @property
-    def resamples(self) -> bool:
-        """Whether epochs differ from one pass over the training images."""
-        return self.policy in ("oversample", "sqrt")
+def loss_weights(sampling: Sampling, class_counts: np.ndarray) -> np.ndarray | None:
+    """Per-class loss weights, or None for an unweighted loss."""
+    if sampling.policy != "class-weighted":
+        return None
+    counts = np.asarray(class_counts, dtype=float)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
 
 
 def draw_copies(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:

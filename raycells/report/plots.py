@@ -10,10 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ..files import atomic_path  # noqa: E402
+from ..files import atomic_path
 
 DPI = 100
 

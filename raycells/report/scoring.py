@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve
 
-from ..errors import RaycellsError
-from ..metrics import (DDOF, fold_metrics, group_probability, group_scores, mean_std,
-                      one_vs_rest_auc)
-from ..runs.rundir import RunDir
 from ..data.schemes import scheme_for
+from ..errors import RaycellsError
+from ..metrics import fold_metrics, group_probability, group_scores, one_vs_rest_auc, summarize_folds
+from ..runs.rundir import RunDir
 
 
 @dataclass
@@ -79,36 +78,8 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
     return RunScores(
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
-        summary=_summarize(per_fold, classes), confusion=confusion,
+        summary=summarize_folds(per_fold), confusion=confusion,
         plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves)
-
-
-def _summarize(per_fold: dict[int, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
-    """Mean ± std (ddof=DDOF) over folds; a score missing in a fold (None) is left out of it."""
-    folds = sorted(per_fold)
-
-    def over_folds(get) -> tuple[float, float] | None:
-        values = [value for value in (get(per_fold[k]) for k in folds) if value is not None]
-        return mean_std(values) if values else None
-
-    summary: dict[str, Any] = {"ddof": DDOF, "folds": folds}
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"):
-        summary[key] = over_folds(lambda fold, key=key: fold[key])
-    summary["per_class"] = {
-        code: {
-            **{score: over_folds(lambda fold, code=code, score=score: fold["per_class"][code][score])
-               for score in ("precision", "sensitivity", "f1", "roc_auc")},
-            "support": int(sum(per_fold[k]["per_class"][code]["support"] for k in folds)),
-        }
-        for code in classes
-    }
-    groups = per_fold[folds[0]].get("groups", {})
-    summary["groups"] = {
-        name: {score: over_folds(lambda fold, name=name, score=score: fold["groups"][name][score])
-               for score in ("roc_auc", "sensitivity", "specificity")}
-        for name in groups
-    }
-    return summary
 
 
 def _plan_id(plan: pd.DataFrame) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import paper, plots
+from ..data.schemes import SCHEMES, scheme_for
 from ..files import atomic_path, write_json
+from . import paper, plots
 from .scoring import RunScores
-from ..data.schemes import SCHEMES
 
 
 @dataclass
@@ -30,7 +30,6 @@ def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
     s = scores.summary
     scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
     order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
-    names = scheme.classes if scheme else {}
     missing = f"; missing folds: {', '.join(map(str, scores.missing))}" if scores.missing else ""
     tables = [Table(
         "Overall", ["score", "mean ± std"],
@@ -40,11 +39,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
         note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
               + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
               f"with ddof={s['ddof']} (sample standard deviation)."))]
-    tables.append(Table(
-        "Per class", ["class", "name", "precision", "sensitivity", "F1", "ROC AUC", "images"],
-        [[code, names.get(code, ""), pm(s["per_class"][code]["precision"]),
-          pm(s["per_class"][code]["sensitivity"]), pm(s["per_class"][code]["f1"]),
-          pm(s["per_class"][code]["roc_auc"]), f"{s['per_class'][code]['support']:,}"] for code in order]))
+    tables.append(per_class_table(s, scores.classes))
     if s.get("groups"):
         tables.append(Table(
             "Blasts and atypical cells", ["group", "classes", "ROC AUC", f"sensitivity at {scores.threshold:g}",
@@ -68,6 +63,22 @@ def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
                                           "sensitivity (ours)", "sensitivity (paper)", "difference"],
             rows, note=paper.CITATION))
     return tables
+
+
+def per_class_table(summary: dict[str, Any], classes: list[str], title: str = "Per class") -> Table:
+    """Per-class precision, sensitivity, F1 (and ROC AUC where the summary has it) as mean ± std
+    over folds, in the class scheme's table order."""
+    scheme = scheme_for(classes)
+    order = [c for c in scheme.table_order if c in classes] if scheme else classes
+    names = scheme.classes if scheme else {}
+    rows = summary["per_class"]
+    scores = [(key, label) for key, label in (("precision", "precision"),
+                                              ("sensitivity", "sensitivity"), ("f1", "F1"),
+                                              ("roc_auc", "ROC AUC"))
+              if key in rows[order[0]]]
+    return Table(title, ["class", "name", *(label for _, label in scores), "images"],
+                 [[code, names.get(code, ""), *(pm(rows[code][key]) for key, _ in scores),
+                   f"{rows[code]['support']:,}"] for code in order])
 
 
 def comparison_tables(comparisons) -> list[Table]:

@@ -27,11 +27,11 @@ from ..data.manifest import Manifest, training_labels, write_manifest
 from ..metrics import fold_metrics
 from ..train.predict import predict_rows, predictions_frame
 from .rundir import RunDir, write_config, write_plan
+from .setup import Events, no_events, open_run
 from ..settings import Placement
+from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
 from ..train.trainer import init_ray
 
-Events = Callable[..., None]
-"""Called as events(kind, **info): prepared, cache, model (fold, done, total)."""
 
 
 @dataclass
@@ -50,16 +50,15 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
                  placement: Placement | None = None, events: Events | None = None) -> Evaluation:
     """Predict the images of `manifest` with the models of `source_run` (all finished folds, their
     probabilities averaged, or fold `fold`) into the new run directory `out`. Labels must be the
-    source run's classes, or `mapping` (pbc-to-aml, or a .json/.csv file) maps them there."""
-    emit = events or (lambda kind, **info: None)
+    source run's classes, or `mapping` (pbc-to-aml, or a .json/.csv file) maps them there.
+    Events: prepared, cache, then model (fold, done, total) as each fold's model predicts."""
+    emit = events or no_events
     source = RunDir(source_run)
     settings = source.training_settings()
     classes = list(source.read_config()["data"]["classes"])
     folds = _model_folds(source, settings["folds"], fold)
     frame, left_out = _scored_images(manifest, classes, mapping, settings.get("labels", "class"))
-    run = RunDir(out)
-    if run.config.is_file():
-        raise RaycellsError(f"{run.path} already holds a run: choose another --out.")
+    run = open_run(out, "evaluate", resumable=False)
 
     emit("prepared", run_dir=str(run.path), images=len(frame), classes=classes,
          synthetic=manifest.synthetic, source=manifest.source, extra={})
@@ -115,7 +114,7 @@ def _model_folds(source: RunDir, total: int, fold: int | None) -> list[int]:
     missing = [k for k in wanted if source.checkpoint(k) is None]
     if missing:
         raise RaycellsError(f"{source.fold(missing[0])} has no checkpoint "
-                            "(checkpoint/epoch-*/state.pt): its model was not kept.")
+                            f"(checkpoint/{CHECKPOINT_FILES}): its model was not kept.")
     return wanted
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
+from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
 
 PACKAGES = ("torch", "torchvision", "ray", "kornia", "scikit-learn", "numpy", "pandas", "pyarrow",
             "pillow")
@@ -57,8 +58,8 @@ class RunDir:
         return (self.fold(k) / "metrics.json").is_file()
 
     def checkpoint(self, k: int) -> Path | None:
-        """Fold k's newest checkpoint file (the training loop's state.pt), if any."""
-        files = sorted((self.fold(k) / "checkpoint").glob("epoch-*/state.pt"))
+        """Fold k's newest checkpoint file (`raycells.train.checkpoint`), if any."""
+        files = sorted((self.fold(k) / "checkpoint").glob(CHECKPOINT_FILES))
         return files[-1] if files else None
 
     def read_config(self) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
-from .cv import CvResult, Events, run_cv
+from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..files import atomic_path
-from ..data.manifest import Manifest
-from .rundir import RunDir
 from ..settings import Experiment, Placement
+from ..train.checkpoint import PATTERN, load_checkpoint
+from .cv import CvResult, run_cv
+from .rundir import RunDir
+from .setup import Events, open_run
 
 SOURCE_FILE = "source.pt"
 
@@ -51,6 +53,23 @@ class Source:
         return {"from": self.path, "fold": self.fold, "model": self.model,
                 "classes": self.classes, "image_size": self.image_size,
                 "val_macro_f1": self.val_macro_f1}
+
+
+def choose_source(from_: str | Path | None, *, fold: int | None = None, best: bool = False,
+                  model: str | None = None, resume: bool = False) -> Source | None:
+    """The source network that the options name (`--from`, `--fold` or `--best`, `--model`); None
+    when resuming, which continues with the run's own copy (source.pt)."""
+    if fold is not None and best:
+        raise RaycellsError("--fold and --best both choose the source fold: give one.")
+    if resume:
+        if from_ is not None or model is not None:
+            raise RaycellsError("--resume continues with the run's own source network: leave "
+                                "out --from and --model.")
+        return None
+    if from_ is None:
+        raise RaycellsError("--from is needed: the run directory or weights file of the trained "
+                            "network.")
+    return find_source(from_, fold=fold, model=model)
 
 
 def find_source(path: str | Path, *, fold: int | None = None, model: str | None = None) -> Source:
@@ -84,6 +103,18 @@ def source_settings(source: Source, out: str | Path) -> dict[str, Any]:
             "image_size": source.image_size, "transfer": {"source": source.describe()}}
 
 
+def transfer_flags(source: Source | None, out: str | Path, flags: dict[str, Any]) -> dict[str, Any]:
+    """`flags` (as build_settings takes them) for a transfer run in `out` from `source`: the
+    source's settings where the flags leave them open, the transfer options in their table."""
+    flags = dict(flags)
+    phases = {key: flags.pop(key) for key in ("head_epochs", "head_lr") if flags.get(key) is not None}
+    if source is None:  # resuming: the run's config.json holds the source's settings
+        return {**flags, "transfer": phases or None}
+    start = source_settings(source, out)
+    flags["transfer"] = {**start.pop("transfer"), **phases}
+    return {**flags, **{key: value for key, value in start.items() if flags.get(key) is None}}
+
+
 def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, *,
                  source: Source | None = None, manifest: Manifest | None = None,
                  resume: bool = False, events: Events | None = None) -> CvResult:
@@ -91,13 +122,10 @@ def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, 
     directory `out`; `resume` continues a transfer run, whose source.pt is already there."""
     if experiment.transfer is None:
         raise RaycellsError("a transfer run needs transfer settings: add source_settings(...).")
-    run = RunDir(out)
+    run = open_run(out, "transfer", resume=resume)
     if not resume:
         if source is None:
             raise RaycellsError("a new transfer run needs a source network: pass --from.")
-        if run.config.is_file():
-            raise RaycellsError(f"{run.path} already holds a run: pass --resume to continue it, "
-                                "or choose another --out.")
         with atomic_path(run.path / SOURCE_FILE) as tmp:
             torch.save({**source.summary(), "model_name": source.model, "model": source.weights}, tmp)
     elif not (run.path / SOURCE_FILE).is_file():
@@ -125,17 +153,17 @@ def _from_run(run: RunDir, fold: int | None) -> Source:
     for k in candidates:
         checkpoint = run.checkpoint(k)
         if checkpoint is None:
-            raise RaycellsError(f"{run.fold(k)} has no checkpoint (checkpoint/epoch-*/state.pt): "
+            raise RaycellsError(f"{run.fold(k)} has no checkpoint (checkpoint/{PATTERN}): "
                                 "the run's networks were not kept. Choose another run or fold.")
-        states[k] = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        states[k] = load_checkpoint(checkpoint)
     if not states:
         raise RaycellsError(f"{run.path}: no finished fold to take a network from. Finish the "
                             f"run first (`raycells cv --resume --out {run.path}`).")
-    best = max(states, key=lambda k: states[k]["best"]["val_macro_f1"])
+    best = max(states, key=lambda k: states[k].progress.best["val_macro_f1"])
     state = states[best]
-    return Source(path=str(run.path), model=state["model_name"], fold=best,
-                  classes=list(state["classes"]), image_size=state["image_size"],
-                  weights=state["best"]["model"], val_macro_f1=state["best"]["val_macro_f1"])
+    return Source(path=str(run.path), model=state.model_name, fold=best,
+                  classes=list(state.classes), image_size=state.image_size,
+                  weights=state.best_model, val_macro_f1=state.progress.best["val_macro_f1"])
 
 
 def _head_size(path: Path) -> int:

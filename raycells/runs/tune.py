@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cv import prepare_run, start_run
+from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
-from ..data.manifest import Manifest
-from .rundir import RunDir
-from ..settings import Experiment, Placement, as_dict, settings_from_dict
+from ..settings import Experiment, Placement, as_dict, with_overrides
+from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
+from .setup import Events, no_events, open_run, prepare_run, start_run
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -39,9 +39,6 @@ TRAIN_RUN = "train_run"
 """Reported with every epoch's metrics: the id of the Train run that trained it."""
 BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"
-
-Events = Callable[..., None]
-"""Called as events(kind, **info): prepared, cache, resources, trial_result, trial_done."""
 
 
 @dataclass
@@ -53,6 +50,19 @@ class TuneResult:
     best: dict[str, Any]
     """The best trial's searched settings."""
     best_file: Path
+
+
+def check_search(experiment: Experiment, space: dict[str, Any], *, samples: int = 1,
+                 trial_folds: int = 1, metric: str = "macro_f1") -> None:
+    """Refuse a search that cannot run, before any work: an unknown metric, a number of trial
+    folds or samples out of range, a bad space."""
+    if metric not in METRICS:
+        raise RaycellsError(f"metric {metric!r}: choose {' or '.join(METRICS)}.")
+    if not 1 <= trial_folds <= experiment.folds:
+        raise RaycellsError(f"--trial-folds {trial_folds}: between 1 and --folds ({experiment.folds}).")
+    if samples < 1:
+        raise RaycellsError(f"--samples {samples}: at least 1.")
+    check_space(experiment, space)
 
 
 def check_space(base: Experiment, space: dict[str, Any]) -> None:
@@ -77,42 +87,18 @@ def check_space(base: Experiment, space: dict[str, Any]) -> None:
             with_overrides(base, {key: value})
 
 
-def with_overrides(base: Experiment, overrides: dict[str, Any]) -> Experiment:
-    """`base` with the dotted-name settings in `overrides` replaced."""
-    values = as_dict(base)
-    for key, value in overrides.items():
-        *path, last = key.split(".")
-        target = values
-        for part in path:
-            if not isinstance(target.get(part), dict):
-                raise RaycellsError(f"search space {key}: {part} has no settings inside it.")
-            target = target[part]
-        if last not in target:
-            raise RaycellsError(f"search space {key}: no such setting. Known: "
-                                f"{', '.join(sorted(target))}.")
-        target[last] = value
-    return settings_from_dict(values, origin=f"search space {', '.join(overrides)}")[0]
-
-
 def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
              space: dict[str, Any], *, manifest: Manifest, samples: int = 1,
              trial_folds: int = 1, metric: str = "macro_f1", grace_epochs: int | None = None,
              events: Events | None = None) -> TuneResult:
-    """Search `space` around `experiment` into the run directory `out` (a new one)."""
+    """Search `space` around `experiment` into the run directory `out` (a new one). Events: those
+    of every run, then trial_result (every epoch of every trial) and trial_done."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    emit = events or (lambda kind, **info: None)
-    if metric not in METRICS:
-        raise RaycellsError(f"metric {metric!r}: choose {' or '.join(METRICS)}.")
-    if not 1 <= trial_folds <= experiment.folds:
-        raise RaycellsError(f"--trial-folds {trial_folds}: between 1 and --folds ({experiment.folds}).")
-    if samples < 1:
-        raise RaycellsError(f"--samples {samples}: at least 1.")
-    check_space(experiment, space)
-    run = RunDir(out)
-    if run.config.is_file():
-        raise RaycellsError(f"{run.path} already holds a run: choose another --out.")
+    emit = events or no_events
+    check_search(experiment, space, samples=samples, trial_folds=trial_folds, metric=metric)
+    run = open_run(out, "tune", resumable=False)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume=False,
                                  command="tune", extra={"tune": {
                                      "space": space, "samples": samples, "trial_folds": trial_folds,
@@ -124,7 +110,7 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
 
     epochs = experiment.epochs
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=as_dict(experiment), plan=plan, classes=classes,
+        tune.with_parameters(_trial, base=experiment, plan=plan, classes=classes,
                              cache=str(cache), resources=resources, trial_folds=trial_folds,
                              trials_dir=str(run.path.resolve() / "tune")),
         {"CPU": TRIAL_CPUS})
@@ -162,7 +148,7 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     return TuneResult(run_dir=run.path, metric=metric, trials=trials, best=best, best_file=best_file)
 
 
-def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
+def _trial(config: dict[str, Any], *, base: Experiment, plan: pd.DataFrame,
            classes: list[str], cache: str, resources: Resources, trial_folds: int,
            trials_dir: str) -> None:
     """One Tune trial: train its folds one after another; every epoch's report reaches Tune.
@@ -172,9 +158,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], plan: pd.DataFrame,
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ..train.progress import start_board
-
-    experiment = with_overrides(settings_from_dict(base)[0], config)
+    experiment = with_overrides(base, config)
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     class ReportWithRun(TuneReportCallback):
         """Tune's report callback, plus the Train run's id (see `_release_leftovers`)."""

@@ -1,19 +1,17 @@
 """The per-worker training loop of one fold: plain PyTorch plus `ray.train.report`.
 
+    restore -> for each epoch: enter its phase -> train -> validate -> record -> report
+
 Each epoch trains on this worker's shard of the training images (augmented on the worker's
-device), scores the inner validation split (each worker a share, confusion matrices summed), and
-reports the metrics with a checkpoint. The checkpoint describes itself: model name and classes,
-model, optimizer and scaler state, the epoch, the history so far and the best model so far, so a
-restarted worker continues where the last one stopped and the driver can predict with the best.
+device), scores the inner validation split (each worker a share, confusion matrices summed),
+and reports the metrics with a checkpoint (`raycells.train.checkpoint`), so that a restarted
+worker continues where the last one stopped and the driver can predict with the best model.
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -25,181 +23,207 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .augment import Augmenter
 from ..errors import RaycellsError
 from ..metrics import confusion_scores
+from ..settings import as_dict
+from .augment import Augmenter
+from .checkpoint import Checkpoint, Progress, load_checkpoint, save_checkpoint
+from .feed import EpochBatches, validation_share
+from .inputs import prepare_images
+from .job import FoldJob
 from .models import create_model, load_weights
-from .phases import phase_of, set_trainable, total_epochs, train_mode, training_phases
-from ..settings import settings_from_dict
-
-CHECKPOINT_FILE = "state.pt"
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def prepare_images(images: torch.Tensor, augmenter: Augmenter | None = None,
-                   channels_last: bool = False) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), augmented when `augmenter` is given."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    if augmenter is not None:
-        x = augmenter(x)
-    x = (x - MEAN.to(x.device)) / STD.to(x.device)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def learning_rate(step: int, total: int, peak: float, schedule: str) -> float:
-    """The learning rate after `step` of `total` optimisation steps."""
-    progress = min(step / max(total, 1), 1.0)
-    if schedule == "constant":
-        return peak
-    if schedule == "cosine":
-        return peak * 0.5 * (1 + math.cos(math.pi * progress))
-    warmup = 0.3  # one-cycle: cosine rise from peak/25 over the first 30%, then cosine decay
-    if progress < warmup:
-        return peak / 25 + (peak - peak / 25) * 0.5 * (1 - math.cos(math.pi * progress / warmup))
-    return peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))) + peak * 1e-4
+from .optim import learning_rate, make_optimizer
+from .phases import phase_of, set_trainable, train_mode
 
 
 def train_fold(config: dict[str, Any]) -> None:
-    """Ray Train entry point for one fold; `config` is built by `raycells.runs.cv`."""
-    experiment, _ = settings_from_dict(config["experiment"])
-    fold, classes, board = config["fold"], config["classes"], config["board"]
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(experiment.seed * 1000 + fold)
-    device = ray.train.torch.get_device()
-    on_gpu = device.type == "cuda"
-    check_reachable(config["shared"])
-    board.joined.remote(fold, ray.get_runtime_context().get_node_id())
-    group = ray.util.get_current_placement_group()
-    placement_group = group.id.hex() if group else None  # reported, for whoever must clean up
+    """Ray Train entry point for one fold: `config` holds the FoldJob ("job") and the progress
+    board the driver displays ("board")."""
+    fold = FoldTraining(config["job"], config["board"])
+    fold.restore(ray.train.get_checkpoint())
+    for epoch in range(fold.progress.epoch + 1, fold.job.epochs):
+        fold.enter_phase(epoch)
+        trained = fold.train_epoch(epoch)
+        validated = fold.validate(epoch)
+        record = epoch_record(epoch, fold.phase.name, trained, validated)
+        fold.progress.record(epoch, record, fold.model)
+        fold.report(epoch, record)
 
-    model = create_model(experiment.model, len(classes))
-    if experiment.weights:
-        load_weights(model, experiment.weights, head=experiment.transfer is None)
-    if on_gpu:
-        model = model.to(memory_format=torch.channels_last)
-    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
-    augmenter = Augmenter(experiment.augment).to(device) if experiment.augment.enabled else None
-    weights = config["loss_weights"]
-    loss_fn = nn.CrossEntropyLoss(
-        weight=None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device))
 
-    state = {"epoch": -1, "step": 0, "history": [], "best": None, "restored_from": [],
-             "phase": None, "phase_start_step": 0}
-    saved = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
+def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
+                 validated: dict[str, Any]) -> dict[str, Any]:
+    """One row of history.csv, in its column order."""
+    return {"epoch": epoch + 1, "phase": phase, "lr": trained["lr"],
+            "train_loss": trained["loss"], "train_accuracy": trained["accuracy"],
+            "val_loss": validated["loss"], "val_accuracy": validated["accuracy"],
+            "val_balanced_accuracy": validated["balanced_accuracy"],
+            "val_macro_f1": validated["macro_f1"], "train_images": trained["images"],
+            "images_per_s": trained["images_per_s"], "train_seconds": trained["seconds"],
+            "data_wait_seconds": trained["data_wait_seconds"], "val_seconds": validated["seconds"],
+            "ended_at": time.time(), "seen_per_class": trained["seen_per_class"]}
+
+
+class FoldTraining:
+    """One worker's part of a fold's training: the network, its optimizer and data feed."""
+
+    def __init__(self, job: FoldJob, board) -> None:
+        self.job, self.board = job, board
+        experiment = job.experiment
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        torch.set_num_threads(job.threads)
+        torch.manual_seed(experiment.seed * 1000 + job.fold)
+        self.device = ray.train.torch.get_device()
+        self.on_gpu = self.device.type == "cuda"
+        check_reachable(dict(job.shared))
+        board.joined.remote(job.fold, ray.get_runtime_context().get_node_id())
+        group = ray.util.get_current_placement_group()
+        self.placement_group = group.id.hex() if group else None  # reported, for whoever cleans up
+
+        self.model = create_model(experiment.model, len(job.classes))
+        if experiment.weights:
+            load_weights(self.model, experiment.weights, head=experiment.transfer is None)
+        if self.on_gpu:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.trained: nn.Module = self.model  # the model as prepared for this phase (DDP)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_gpu)
+        self.augmenter = (Augmenter(experiment.augment).to(self.device)
+                          if experiment.augment.enabled else None)
+        weights = job.loss_weights
+        self.loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else torch.tensor(
+            weights, dtype=torch.float32, device=self.device))
+        self.progress = Progress()
+        self.phase = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._saved: Checkpoint | None = None
+        self.local_batch = max(1, experiment.batch_size // self.world)
+        self._shard = ray.train.get_dataset_shard("train")
+        self._upcoming: EpochBatches | None = None  # the next epoch's batches, on their way
+        self._val_batches = None  # this worker's share of the validation images, read once
+
+    def restore(self, checkpoint: ray.train.Checkpoint | None) -> None:
+        """Continue from Ray Train's last checkpoint of this fold, if there is one."""
+        if checkpoint is None:
+            return
         with checkpoint.as_directory() as folder:
-            saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        scaler.load_state_dict(saved["scaler"])
-        state = {key: saved.get(key, state[key]) for key in state}
-        state["restored_from"] = state["restored_from"] + [saved["epoch"] + 1]  # epochs done
+            saved = load_checkpoint(folder)
+        self.model.load_state_dict(saved.model)
+        self.scaler.load_state_dict(saved.scaler)
+        self.progress = saved.progress
+        self.progress.restored_from = [*self.progress.restored_from, saved.progress.epoch + 1]
+        self._saved = saved
 
-    local_batch = max(1, experiment.batch_size // world)
-    shard = ray.train.get_dataset_shard("train")
-    upcoming = None  # the next epoch's batches, already on their way
-    val_batches = None  # this worker's share of the validation images, read once
-    phases = training_phases(experiment)
-    epochs = total_epochs(experiment)
-    phase, trained, optimizer = None, model, None
-    for epoch in range(state["epoch"] + 1, epochs):
-        if phase != phase_of(phases, epoch):
-            phase = phase_of(phases, epoch)
-            # A new wrapper per phase: DDP synchronises only the parameters trainable when it is built.
-            optimizer = _optimizer(set_trainable(model, phase), experiment, phase.lr)
-            trained = ray.train.torch.prepare_model(model)
-            if saved is not None and saved.get("phase", phase.name) == phase.name:
-                optimizer.load_state_dict(saved["optimizer"])  # resuming inside this phase
-            else:
-                state["phase"], state["phase_start_step"] = phase.name, state["step"]
-        phase_steps = phase.epochs * config["steps_per_epoch"]
-        upcoming = upcoming or EpochBatches(shard, local_batch, device)
-        train_mode(trained, phase)
+    def enter_phase(self, epoch: int) -> None:
+        """Switch to the phase of `epoch` if it starts a new one: what trains, a new optimizer."""
+        phase = phase_of(self.job.phases, epoch)
+        if phase == self.phase:
+            return
+        self.phase = phase
+        self.optimizer = make_optimizer(set_trainable(self.model, phase), self.job.experiment,
+                                        phase.lr)
+        # A new wrapper per phase: DDP synchronises only the parameters trainable when it is built.
+        self.trained = ray.train.torch.prepare_model(self.model)
+        saved = self._saved
+        if saved is not None and (saved.progress.phase or phase.name) == phase.name:
+            self.optimizer.load_state_dict(saved.optimizer)  # resuming inside this phase
+        else:
+            self.progress.phase, self.progress.phase_start_step = phase.name, self.progress.step
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over this worker's (sampled) training batches; the totals of all workers."""
+        job, phase, progress = self.job, self.phase, self.progress
+        batches = self._upcoming or EpochBatches(self._shard, self.local_batch, self.device)
+        self._upcoming = None
+        train_mode(self.trained, phase)
         # Running sums stay on the device: reading them every step would stall a GPU.
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
-        seen = torch.zeros(len(classes), dtype=torch.long, device=device)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, correct
+        seen = torch.zeros(len(job.classes), dtype=torch.long, device=self.device)
         count, start = 0, time.perf_counter()
         last_post = start
-        batches, upcoming = upcoming, None
-        lr = learning_rate(state["step"] - state["phase_start_step"], phase_steps, phase.lr,
-                           experiment.schedule)
+        lr = self._learning_rate()
         for index, batch in enumerate(batches):
-            lr = learning_rate(state["step"] - state["phase_start_step"], phase_steps, phase.lr,
-                               experiment.schedule)
-            for group in optimizer.param_groups:
+            lr = self._learning_rate()
+            for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            x = prepare_images(batch["image"], augmenter, channels_last=on_gpu)
+            x = prepare_images(batch["image"], self.augmenter, channels_last=self.on_gpu)
             y = batch["label"].long()
-            with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
-                logits = trained(x)
-                loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            state["step"] += 1
+            loss, logits = self._step(x, y)
+            progress.step += 1
             sums[0] += loss.detach().double() * len(y)
             sums[1] += (logits.argmax(1) == y).sum()
-            seen += torch.bincount(y, minlength=len(classes))
+            seen += torch.bincount(y, minlength=len(job.classes))
             count += len(y)
-            if rank == 0 and time.perf_counter() - last_post > 1.0:
+            if self.rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
-                _post_train(board, fold, phase.name, epoch, epochs, index + 1,
-                            config["steps_per_epoch"], sums[0].item() / count,
-                            count * world / (time.perf_counter() - start))
-        train_seconds = time.perf_counter() - start
-        if epoch + 1 < epochs:
-            upcoming = EpochBatches(shard, local_batch, device)  # starts while this epoch validates
-        if rank == 0 and count:
-            _post_train(board, fold, phase.name, epoch, epochs, count // local_batch,
-                        config["steps_per_epoch"], sums[0].item() / count,
-                        count * world / train_seconds)
-        totals = _sum_across(sums.tolist() + [count], device)
-        seen = _sum_across(seen.tolist(), device)
+                self._post_training(epoch, index + 1, sums[0].item() / count,
+                                    count * self.world / (time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        if epoch + 1 < job.epochs:  # the next epoch's stream starts while this one validates
+            self._upcoming = EpochBatches(self._shard, self.local_batch, self.device)
+        if self.rank == 0 and count:
+            self._post_training(epoch, count // self.local_batch, sums[0].item() / count,
+                                count * self.world / seconds)
+        loss_sum, correct, images = _sum_across([*sums.tolist(), count], self.device)
+        seen_totals = _sum_across(seen.tolist(), self.device)
+        return {"lr": lr, "loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1),
+                "images": int(images), "images_per_s": images / max(seconds, 1e-9),
+                "seconds": seconds, "data_wait_seconds": batches.waited,
+                "seen_per_class": {code: int(n) for code, n in zip(job.classes, seen_totals)}}
 
-        if rank == 0:
-            board.post.remote(fold, phase="validate", epoch=epoch + 1)
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """Loss and scores on the inner validation split, over all workers."""
+        if self.rank == 0:
+            self.board.post.remote(self.job.fold, phase="validate", epoch=epoch + 1)
         start = time.perf_counter()
-        if val_batches is None:
-            val_batches = _my_share(ray.train.get_dataset_shard("val"), rank, world, local_batch)
-        val_loss, confusion = _validate(trained, val_batches, len(classes), device)
-        val_seconds = time.perf_counter() - start
+        if self._val_batches is None:
+            self._val_batches = validation_share(ray.train.get_dataset_shard("val"), self.rank,
+                                                 self.world, self.local_batch)
+        loss, confusion = _validate(self.trained, self._val_batches, len(self.job.classes),
+                                    self.device)
         scores = confusion_scores(confusion)
-        record = {
-            "epoch": epoch + 1, "phase": phase.name, "lr": lr,
-            "train_loss": totals[0] / max(totals[2], 1), "train_accuracy": totals[1] / max(totals[2], 1),
-            "val_loss": val_loss, "val_accuracy": scores["accuracy"],
-            "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
-            "train_images": int(totals[2]), "images_per_s": totals[2] / max(train_seconds, 1e-9),
-            "train_seconds": train_seconds, "data_wait_seconds": batches.waited,
-            "val_seconds": val_seconds, "ended_at": time.time(),
-            "seen_per_class": {code: int(n) for code, n in zip(classes, seen)},
-        }
-        state["history"].append(record)
-        state["epoch"] = epoch
-        best = state["best"]
-        if best is None or (record["val_macro_f1"], -record["val_loss"]) > (best["val_macro_f1"], -best["val_loss"]):
-            state["best"] = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
-                             "val_loss": record["val_loss"],
-                             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        metrics = {"fold": fold, "placement_group": placement_group,
+        return {"loss": loss, "accuracy": scores["accuracy"],
+                "balanced_accuracy": scores["balanced_accuracy"], "macro_f1": scores["macro_f1"],
+                "seconds": time.perf_counter() - start}
+
+    def report(self, epoch: int, record: dict[str, Any]) -> None:
+        """Report the epoch to Ray Train; the first worker adds the checkpoint."""
+        job = self.job
+        metrics = {"fold": job.fold, "placement_group": self.placement_group,
                    **{key: value for key, value in record.items() if key != "seen_per_class"}}
-        if rank == 0:
-            board.post.remote(fold, phase="epoch done", epoch=epoch + 1, last=metrics)
-            with tempfile.TemporaryDirectory() as folder:
-                torch.save({
-                    **state, "model_name": experiment.model, "classes": classes,
-                    "image_size": experiment.image_size, "experiment": config["experiment"],
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                }, Path(folder) / CHECKPOINT_FILE)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                                 checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
-        else:
+        if self.rank != 0:
             ray.train.report(metrics)
+            return
+        self.board.post.remote(job.fold, phase="epoch done", epoch=epoch + 1, last=metrics)
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(Checkpoint(
+                model_name=job.experiment.model, classes=list(job.classes),
+                image_size=job.experiment.image_size, experiment=as_dict(job.experiment),
+                progress=self.progress, model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict()), folder)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                             checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
+
+    def _learning_rate(self) -> float:
+        phase = self.phase
+        return learning_rate(self.progress.step - self.progress.phase_start_step,
+                             phase.epochs * self.job.steps_per_epoch, phase.lr,
+                             self.job.experiment.schedule)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.on_gpu):
+            logits = self.trained(x)
+            loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss, logits
+
+    def _post_training(self, epoch: int, batch: int, loss: float, images_per_s: float) -> None:
+        self.board.post.remote(self.job.fold, phase=self.phase.name, epoch=epoch + 1,
+                               epochs=self.job.epochs, batch=batch,
+                               batches=self.job.steps_per_epoch, loss=loss,
+                               images_per_s=images_per_s)
 
 
 def check_reachable(folders: dict[str, str]) -> None:
@@ -216,56 +240,6 @@ def check_reachable(folders: dict[str, str]) -> None:
                 "(see cluster/README.md).")
 
 
-class EpochBatches:
-    """One epoch of training batches from this worker's shard of the training dataset.
-
-    The pipeline starts at construction, in a background thread that fetches the first batch:
-    Ray Data takes seconds to start an epoch, and this way that start-up overlaps whatever the
-    worker does next (validating and checkpointing the previous epoch). `waited` adds up the
-    seconds the training loop then spent waiting for batches."""
-
-    def __init__(self, shard, batch_size: int, device: torch.device):
-        self._batches = iter(shard.iter_torch_batches(
-            batch_size=batch_size, device=device, drop_last=True,
-            local_shuffle_buffer_size=max(4 * batch_size, 256)))
-        self._first: Future = Future()
-        threading.Thread(target=self._fetch_first, daemon=True).start()
-        self.waited = 0.0
-
-    def _fetch_first(self) -> None:
-        try:
-            self._first.set_result(next(self._batches, None))
-        except BaseException as error:  # raised in the training loop
-            self._first.set_exception(error)
-
-    def __iter__(self):
-        asked = time.perf_counter()
-        batch = self._first.result()
-        while batch is not None:
-            self.waited += time.perf_counter() - asked
-            yield batch
-            asked = time.perf_counter()
-            batch = next(self._batches, None)
-        self.waited += time.perf_counter() - asked
-
-
-def _post_train(board, fold: int, phase: str, epoch: int, epochs: int, batch: int, batches: int,
-                loss: float, images_per_s: float) -> None:
-    board.post.remote(fold, phase=phase, epoch=epoch + 1, epochs=epochs, batch=batch,
-                      batches=batches, loss=loss, images_per_s=images_per_s)
-
-
-def _my_share(shard, rank: int, world: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """This worker's part of the (unsplit) validation set: the rows with row % world == rank,
-    as uint8 image and label batches kept in memory for every epoch's validation."""
-    batches = []
-    for batch in shard.iter_torch_batches(batch_size=batch_size):
-        mine = batch["row"] % world == rank
-        if mine.any():
-            batches.append((batch["image"][mine], batch["label"][mine].long()))
-    return batches
-
-
 def _validate(model: nn.Module, batches, num_classes: int,
               device: torch.device) -> tuple[float, np.ndarray]:
     """Loss and confusion matrix on the validation batches, summed over all workers."""
@@ -278,11 +252,13 @@ def _validate(model: nn.Module, batches, num_classes: int,
             x = prepare_images(images.to(device), channels_last=on_gpu)
             with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
                 logits = model(x)
-            loss_sum += nn.functional.cross_entropy(logits.float().cpu(), labels, reduction="sum").item()
+            loss_sum += nn.functional.cross_entropy(logits.float().cpu(), labels,
+                                                    reduction="sum").item()
             count += len(labels)
             index = labels * num_classes + logits.argmax(1).cpu()
-            confusion += torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
-    summed = _sum_across([loss_sum, count] + confusion.flatten().tolist(), device)
+            confusion += torch.bincount(index, minlength=num_classes ** 2).view(num_classes,
+                                                                                 num_classes)
+    summed = _sum_across([loss_sum, count, *confusion.flatten().tolist()], device)
     confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)
     return summed[0] / max(summed[1], 1), confusion
 
@@ -294,10 +270,3 @@ def _sum_across(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
-
-
-def _optimizer(parameters: list[nn.Parameter], experiment, lr: float) -> torch.optim.Optimizer:
-    if experiment.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True,
-                               weight_decay=experiment.weight_decay)
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=experiment.weight_decay)

@@ -38,10 +38,6 @@ def training_phases(experiment) -> list[Phase]:
     return [phase for phase in phases if phase.epochs > 0]
 
 
-def total_epochs(experiment) -> int:
-    return sum(phase.epochs for phase in training_phases(experiment))
-
-
 def phase_of(phases: list[Phase], epoch: int) -> Phase:
     """The phase that epoch `epoch` (from 0) belongs to."""
     return next(p for p in phases if p.first_epoch <= epoch < p.first_epoch + p.epochs)

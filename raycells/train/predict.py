@@ -9,26 +9,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import create_model
 from ..data.pipeline import part_dataset
-from .loop import CHECKPOINT_FILE, prepare_images
-
-
-def load_checkpoint(folder: str | Path) -> dict:
-    """The state saved by the training loop in a checkpoint folder."""
-    return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+from .checkpoint import load_checkpoint
+from .inputs import dihedral_views, prepare_images
+from .models import create_model
 
 
 class BestModel:
     """Ray Data callable: class probabilities of the best model in a checkpoint file."""
 
-    def __init__(self, checkpoint_file: str, threads: int, tta: bool):
+    def __init__(self, checkpoint: str, threads: int, tta: bool):
         torch.set_num_threads(threads)
         self.tta = tta
-        state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(checkpoint)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = create_model(state["model_name"], len(state["classes"]))
-        self.model.load_state_dict(state["best"]["model"])
+        self.model = create_model(checkpoint.model_name, len(checkpoint.classes))
+        self.model.load_state_dict(checkpoint.best_model)
         self.model.to(self.device).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -42,22 +38,16 @@ class BestModel:
         return {"row": batch["row"], "probs": probs}
 
 
-def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 flips and right-angle rotations of a batch (N, C, H, W): exact, no interpolation."""
-    return [torch.rot90(flipped, turns, dims=(2, 3))
-            for flipped in (x, x.flip(3)) for turns in range(4)]
-
-
-def predict_rows(checkpoint_file: Path, cache: Path, size: int, labels: np.ndarray,
+def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,
                  rows: np.ndarray, *, use_gpu: bool, threads: int,
                  tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, probabilities) for the manifest rows `rows`, in row order; with `tta`, each image's
+    """(rows, probabilities) for the manifest rows `rows`, in row order, from the best model of
+    `checkpoint` (a checkpoint file or its folder); with `tta`, each image's
     probabilities are the mean over its 8 dihedral views."""
     import ray.data
 
     dataset = part_dataset(cache, size, labels, rows).map_batches(
-        BestModel, fn_constructor_kwargs={"checkpoint_file": str(checkpoint_file), "threads": threads,
-                              "tta": tta},
+        BestModel, fn_constructor_kwargs={"checkpoint": str(checkpoint), "threads": threads, "tta": tta},
         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
     out_rows, out_probs = [], []

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import RaycellsError
 from ..data.folds import fold_parts
-from ..settings import Experiment, Placement, as_dict
+from ..data.pipeline import part_dataset
+from ..data.sampling import expected_copies, loss_weights
+from ..errors import RaycellsError
+from ..settings import Experiment, Placement
+from .job import FoldJob
 
 DATA_CPUS = 1.0
 """CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
@@ -104,26 +107,22 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ..data.pipeline import part_dataset
     from .loop import train_fold
 
     parts = fold_parts(plan, fold)
     class_counts = np.bincount(labels[parts["train"]], minlength=len(classes))
-    expected = experiment.sampling.expected_copies(class_counts)
-    copies = expected[labels] if experiment.sampling.resamples else None
-    loss_weights = experiment.sampling.loss_weights(class_counts)
-    images_per_epoch = float((class_counts * expected).sum())
-    steps = max(1, int(images_per_epoch // experiment.batch_size))
+    expected = expected_copies(experiment.sampling, class_counts)
+    weights = loss_weights(experiment.sampling, class_counts)
+    job = FoldJob(
+        experiment=experiment, fold=fold, classes=tuple(classes), threads=resources.threads,
+        steps_per_epoch=max(1, int((class_counts * expected).sum() // experiment.batch_size)),
+        loss_weights=None if weights is None else tuple(weights.tolist()),
+        shared=(("the run directory, --out", str(storage.resolve())),
+                ("the image cache, $RAYCELLS_CACHE", str(cache.resolve()))))
     storage.mkdir(parents=True, exist_ok=True)
     return TorchTrainer(
         train_fold,
-        train_loop_config={
-            "experiment": as_dict(experiment), "fold": fold, "classes": classes, "board": board,
-            "threads": resources.threads, "steps_per_epoch": steps,
-            "loss_weights": None if loss_weights is None else loss_weights.tolist(),
-            "shared": {"the run directory, --out": str(storage.resolve()),
-                       "the image cache, $RAYCELLS_CACHE": str(cache.resolve())},
-        },
+        train_loop_config={"job": job, "board": board},
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
             resources_per_worker={"CPU": resources.cpus_per_worker,
@@ -134,7 +133,8 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             callbacks=callbacks),
         datasets={
-            "train": part_dataset(cache, experiment.image_size, labels, parts["train"], copies,
+            "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
+                                  expected[labels] if experiment.sampling.resamples else None,
                                   shuffle=True),
             "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
         },

@@ -1,0 +1,161 @@
+"""Live displays of long work: a library command's events turned into status lines and a live
+table (folds for cv and transfer, trials for tune, models for evaluate), and the tables printed
+when the work is done."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table as RichTable
+
+from ..report.writers import Table, per_class_table, pm
+from ..runs.cv import CvResult
+from ..runs.rundir import RunDir
+from .common import console, new_progress, ray_messages_to, status
+
+
+class LiveDisplay:
+    """Turns a library command's events into status lines and a live table. Subclasses define
+    `_table()` and `_on_<event>` handlers; unknown events are ignored."""
+
+    unit = "fold"
+    """What runs at once, in the resources line: fold or trial."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._cache: tuple | None = None
+
+    def event(self, kind: str, **info: Any) -> None:
+        with self._lock:
+            getattr(self, f"_on_{kind}", lambda **_: None)(**info)
+            if self._live:
+                self._live.update(self._table())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache:
+                self._cache[0].stop()
+            if self._live:
+                self._live.stop()
+                self._live = None
+                if not status.is_terminal:  # rich leaves the last line open in a log file
+                    status.line()
+
+    def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
+        """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
+        prints `interrupted` (what was kept, how to go on) and exits with 130."""
+        try:
+            with ray_messages_to(RunDir(run_dir).ray_log):
+                return work()
+        except KeyboardInterrupt:
+            self.close()
+            status.print(f"[yellow]Interrupted.[/] {interrupted}")
+            raise typer.Exit(130) from None
+        finally:
+            self.close()
+
+    def _table(self):
+        raise NotImplementedError
+
+    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra) -> None:
+        if synthetic:
+            status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
+                         "Use it to check the set-up, never to judge a model.")
+        status.print(f"Run directory {run_dir}: {images:,} images, {len(classes)} classes ({source}).")
+        if extra:
+            counts = ", ".join(f"{code} {n:,}" for code, n in extra.items())
+            status.print(f"Extra training images (every fold's training part only): "
+                         f"{sum(extra.values()):,} ({counts}).")
+
+    def _on_cache(self, done, total) -> None:
+        if self._cache is None:
+            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
+        bar, task = self._cache
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+
+    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
+        where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
+        status.print(f"Each {self.unit}: {workers} worker(s) x {where}; "
+                     f"{concurrent_folds} {self.unit}(s) at a time.")
+        self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
+                          redirect_stdout=False, redirect_stderr=False)
+        self._live.start()
+
+
+class FoldsDisplay(LiveDisplay):
+    """Turns run_cv's events into a live table (fold, phase, epoch, batches, loss, images/s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._folds: dict[int, dict[str, Any]] = {}
+
+    def _on_fold_skipped(self, fold) -> None:
+        self._folds[fold] = {"phase": "finished earlier"}
+
+    def _on_fold_started(self, fold) -> None:
+        self._folds.setdefault(fold, {})["phase"] = "starting"
+
+    def _on_status(self, folds) -> None:
+        for fold, state in folds.items():
+            if self._folds.get(fold, {}).get("phase") not in ("done", "finished earlier"):
+                self._folds.setdefault(fold, {}).update(state)
+
+    def _on_fold_finished(self, fold, metrics) -> None:
+        self._folds[fold].update(phase="done", result=metrics)
+
+    def _table(self) -> Table:
+        table = RichTable(title="Folds", title_justify="left")
+        for header in ("fold", "phase", "epoch", "batch", "loss", "images/s", "val macro F1", "test accuracy"):
+            table.add_column(header, justify="left" if header == "phase" else "right")
+        for fold in sorted(self._folds):
+            s = self._folds[fold]
+            last = s.get("last", {})
+            result = s.get("result", {})
+            table.add_row(
+                str(fold), s.get("phase", ""),
+                f"{s['epoch']}/{s['epochs']}" if "epochs" in s else "",
+                f"{s['batch']}/{s['batches']}" if "batches" in s else "",
+                f"{s['loss']:.3f}" if "loss" in s else "",
+                f"{s['images_per_s']:.0f}" if "images_per_s" in s else "",
+                f"{last['val_macro_f1']:.3f}" if "val_macro_f1" in last else "",
+                f"{result['accuracy']:.3f}" if "accuracy" in result else "",
+            )
+        return table
+
+
+def print_tables(tables: list[Table]) -> None:
+    """Print the library's text tables (`raycells.report.writers.Table`) with rich."""
+    for table in tables:
+        rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
+                               caption_justify="left")
+        for index, header in enumerate(table.headers):
+            rich_table.add_column(header, justify="left" if index == 0 else "right")
+        for row in table.rows:
+            rich_table.add_row(*row)
+        console.print(rich_table)
+
+
+def print_folds(result: CvResult) -> None:
+    """The test folds and the per-class scores of a finished cross-validation."""
+    summary = result.summary
+    console.print()
+    folds = [[str(k), str(m["images"]), str(m["best_epoch"]), f"{m['accuracy']:.3f}",
+              f"{m['balanced_accuracy']:.3f}", f"{m['macro_f1']:.3f}"]
+             for k, m in sorted(result.per_fold.items())]
+    folds.append(["mean ± std", "", "", *(pm(summary[key]) for key in
+                                          ("accuracy", "balanced_accuracy", "macro_f1"))])
+    print_tables([
+        Table(f"Test folds ({result.run_dir})",
+              ["fold", "images", "best epoch", "accuracy", "balanced accuracy", "macro F1"], folds),
+        per_class_table(summary, result.classes,
+                        title=f"Per class, mean ± std over {len(result.per_fold)} folds "
+                              f"(std with ddof={summary['ddof']})"),
+    ])

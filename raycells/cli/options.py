@@ -1,0 +1,193 @@
+"""Every command-line option, declared once.
+
+A setting's option takes its help from the settings field's docstring (`raycells.settings`) and
+shows its default from the presets, so neither is repeated here. A command lists the settings it
+takes with `@takes_settings(...)`; their values reach it as one dict of flags for
+`build_settings` (None where the option was not given). Options that are not settings (where the
+run goes, which preset and config file) are the aliases at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import RaycellsError
+from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs
+from .common import reported_errors
+
+DATA, TRAINING, CLUSTER = "Data", "Training", "Cluster"
+"""The help panels the settings' options appear in."""
+
+
+def parse_augment(text: str) -> Any:
+    """--augment: "off", "on", or key=value pairs such as "rotate=1,noise=0.3"."""
+    if text == "on":
+        return None
+    if text == "off":
+        return "off"
+    values = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise RaycellsError(f'--augment {text!r}: expected "off" or key=value pairs such as '
+                                '"rotate=1,noise=0.3".')
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise RaycellsError(f"--augment: {key.strip()} needs a number, not {value!r}.") from None
+    return values
+
+
+def parse_sampling(text: str) -> dict[str, Any]:
+    """--sampling: a policy, then target= and cap=, such as "oversample,target=10000,cap=20"."""
+    policy, *parameters = [part.strip() for part in text.split(",")]
+    values: dict[str, Any] = {"policy": policy}
+    for part in parameters:
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("target", "cap"):
+            raise RaycellsError(f'--sampling {text!r}: expected a policy, then target= or cap=, '
+                                'such as "oversample,target=10000,cap=20".')
+        try:
+            values[key] = int(value) if key == "target" else float(value)
+        except ValueError:
+            raise RaycellsError(f"--sampling: {key} needs a number, not {value!r}.") from None
+    return values
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The option of one setting."""
+
+    owner: type
+    """The settings class holding the field: Experiment, Placement or Transfer."""
+    type: type
+    """What the option's text is read as."""
+    panel: str
+    decls: tuple[str, ...] = ()
+    """Typer's option names, where the default (--name-with-dashes) is not enough."""
+    parse: Callable[[Any], Any] | None = None
+    """From the option's value to the setting's (--augment, --sampling)."""
+    shown: str | None = None
+    """The default as shown, for a setting whose default is a table of settings."""
+
+
+SETTINGS: dict[str, Setting] = {
+    "data": Setting(Experiment, Path, DATA),
+    "labels": Setting(Experiment, str, DATA),
+    "folds": Setting(Experiment, int, DATA),
+    "folds_from": Setting(Experiment, Path, DATA),
+    "val_fraction": Setting(Experiment, float, DATA),
+    "extra_data": Setting(Experiment, Path, DATA),
+    "extra_map": Setting(Experiment, str, DATA),
+    "drop_small_classes": Setting(Experiment, bool, DATA, ("--drop-small-classes",)),
+    "sampling": Setting(Experiment, str, DATA, parse=parse_sampling, shown="none"),
+    "model": Setting(Experiment, str, TRAINING),
+    "weights": Setting(Experiment, Path, TRAINING),
+    "image_size": Setting(Experiment, int, TRAINING),
+    "epochs": Setting(Experiment, int, TRAINING),
+    "batch_size": Setting(Experiment, int, TRAINING),
+    "lr": Setting(Experiment, float, TRAINING),
+    "weight_decay": Setting(Experiment, float, TRAINING),
+    "optimizer": Setting(Experiment, str, TRAINING),
+    "schedule": Setting(Experiment, str, TRAINING),
+    "augment": Setting(Experiment, str, TRAINING, parse=parse_augment, shown="on"),
+    "tta": Setting(Experiment, bool, TRAINING, ("--tta/--no-tta",)),
+    "seed": Setting(Experiment, int, TRAINING),
+    "head_epochs": Setting(Transfer, int, TRAINING),
+    "head_lr": Setting(Transfer, float, TRAINING),
+    "workers": Setting(Placement, int, CLUSTER),
+    "gpus_per_worker": Setting(Placement, float, CLUSTER),
+    "cpus_per_worker": Setting(Placement, float, CLUSTER),
+    "address": Setting(Placement, str, CLUSTER),
+}
+"""Option name (the settings field's) -> its declaration, in the order --help lists them."""
+
+TRANSFER_PHASES = ("head_epochs", "head_lr")
+TRAINING_SETTINGS = tuple(name for name in SETTINGS if name not in TRANSFER_PHASES)
+"""What a run that trains from scratch (or from --weights) takes: cv and tune."""
+
+
+def takes_settings(*names: str):
+    """Decorate a command that takes the options of the settings `names`: they are added to its
+    signature (for Typer), and their values reach its parameter `flags` as build_settings takes
+    them."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [parameter for parameter in inspect.signature(command, eval_str=True).parameters.values()
+               if parameter.name != "flags"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=_annotation(name)) for name in names]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            given = {name: values.pop(name) for name in names}
+            with reported_errors():
+                flags = {name: _flag(name, value) for name, value in given.items()}
+            return command(flags=flags, **values)
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        run.__signature__ = inspect.Signature(parameters)
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
+
+
+def _flag(name: str, value: Any) -> Any:
+    setting = SETTINGS[name]
+    if value is None or (value is False and setting.type is bool and "/" not in setting.decls[0]):
+        return None  # a switch left off: the config file or preset decides
+    if setting.parse:
+        return setting.parse(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def _annotation(name: str) -> Any:
+    setting = SETTINGS[name]
+    docs = field_docs(setting.owner)
+    if name not in docs:
+        raise KeyError(f"{setting.owner.__name__}.{name} has no docstring to serve as its help")
+    default = _default_text(name, setting)
+    return Annotated[setting.type | None, typer.Option(
+        *setting.decls, help=docs[name], show_default=default or False,
+        rich_help_panel=setting.panel)]
+
+
+def _default_text(name: str, setting: Setting) -> str | None:
+    """The default as --help shows it: the field's default and where a preset differs."""
+    field = next(f for f in fields(setting.owner) if f.name == name)
+    default = setting.shown if setting.shown is not None else (
+        None if field.default is MISSING else field.default)
+    presets = {preset: values[name] for preset, values in PRESETS.items() if name in values}
+    if default is None and not presets:
+        return None
+    words = [_shown(default)] + [f"{preset} preset: {_shown(value)}"
+                                 for preset, value in presets.items()]
+    return "; ".join(words)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+Preset = Annotated[str | None, typer.Option(
+    help="Starting point of the settings: cpu (ResNet-18 at 64x64; the default with --data), "
+         "demo (tiny CNN; the default without --data), paper (ResNeXt-50 at 400x400 as in Matek "
+         "et al. 2019, for GPUs) or transfer (raycells transfer's).", show_default=False)]
+Config = Annotated[Path | None, typer.Option(
+    help="Settings file (.json, .toml, .yaml) with any of the settings' options, such as a run's "
+         "config.json or tune's best.json.", show_default=False)]
+Out = Annotated[Path | None, typer.Option(
+    help="Run directory (default: runs/<command>-<time>).", show_default=False)]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run in --out: finished folds are kept, the others go on "
+                     "from their last checkpoint.")]

@@ -1,0 +1,99 @@
+"""The architecture that docs/architecture.md describes, checked: imports only go down the data
+flow, settings load without torch, every setting has exactly one option, and the run directory
+holds what the document says."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+
+from raycells.cli.main import app
+from raycells.cli.options import SETTINGS
+from raycells.settings import Experiment, Placement, Transfer
+
+PACKAGE = Path(__file__).resolve().parents[1] / "raycells"
+DOCUMENT = PACKAGE.parent / "docs" / "architecture.md"
+STAGES = {"data": 1, "train": 2, "runs": 3, "report": 4, "cli": 5}
+"""The flow's stages in order; top-level modules (settings, errors, files, metrics) are 0."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """raycells module -> the raycells modules it imports (anywhere in its body)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join([*base, node.module] if node.module else base)
+                if target.startswith("raycells"):
+                    found.add(target)
+                    found.update(f"{target}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name.startswith("raycells"))
+        graph[name] = found
+    return {name: {t for t in targets if t in graph} for name, targets in graph.items()}
+
+
+def _stage(module: str) -> int:
+    parts = module.split(".")
+    return STAGES.get(parts[1], 0) if len(parts) > 2 or parts[-1] in STAGES else 0
+
+
+def test_no_module_imports_from_a_later_stage_of_the_flow():
+    later = [f"{module} imports {target}" for module, targets in _imports().items()
+             for target in targets if _stage(target) > _stage(module)]
+    assert later == []
+
+
+def test_inference_does_not_import_the_training_loop():
+    graph, seen, todo = _imports(), set(), ["raycells.train.predict"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    assert "raycells.train.loop" not in seen
+
+
+def test_settings_load_without_torch_or_kornia():
+    code = ("import sys, raycells.settings; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'kornia')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_setting_has_exactly_one_option_and_every_option_a_setting():
+    expected = ({f.name for f in fields(Experiment)} - {"transfer"}) | {f.name for f in fields(Placement)} | (
+        {f.name for f in fields(Transfer)} - {"source"})
+    assert set(SETTINGS) == expected
+
+
+def test_commands_that_train_take_the_same_settings():
+    commands = typer.main.get_command(app).commands
+    options = {name: {param.name for param in commands[name].params} for name in ("cv", "tune", "transfer")}
+    assert set(SETTINGS) - {"head_epochs", "head_lr"} <= options["cv"]
+    assert options["cv"] - {"resume"} <= options["tune"]
+    assert options["cv"] - {"weights", "preset"} <= options["transfer"]
+    assert {"head_epochs", "head_lr"} <= options["transfer"]
+
+
+def test_the_run_directory_holds_what_the_document_names(aml_run):
+    document = DOCUMENT.read_text()
+    names = {path.name for path in aml_run.iterdir()}
+    names |= {path.name for path in (aml_run / "fold-0").iterdir()}
+    names |= {path.name for path in (aml_run / "fold-0" / "checkpoint").glob("epoch-*/*")}
+    missing = sorted(name for name in names if name.replace("fold-0", "fold-<k>") not in document)
+    assert missing == []
