@@ -1,0 +1,133 @@
+"""Setting up a run, the same way for every command: the run directory opened (new, or reopened
+for --resume, with the refusals in one place), the settings resolved (a resumed run's own
+config.json under the flags), and a new run's config.json, manifest.parquet and folds.parquet
+written before any training; then Ray joined and the image cache built."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..data.cache import image_cache
+from ..data.extra import EXTRA_FOLD, load_mapping, mapped_extra, with_extra
+from ..data.folds import copy_folds, make_folds, small_classes
+from ..data.index import open_dataset
+from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
+from ..errors import RaycellsError
+from ..settings import (Experiment, Placement, as_dict, build_settings, differences,
+                        settings_from_dict)
+from ..train.trainer import init_ray
+from .rundir import RunDir, write_config, write_plan
+
+Events = Callable[..., None]
+"""Called as events(kind, **info) while a run goes on; the library never prints, the CLI renders
+these. Every run sends prepared, cache and resources; each command adds its own."""
+
+
+def no_events(kind: str, **info: Any) -> None:
+    """The events of a caller that does not listen."""
+
+
+def open_run(out: str | Path | None, command: str, *, resume: bool = False,
+             resumable: bool = True) -> RunDir:
+    """The run directory `out` (default: runs/<command>-<time>) for a new run, refused when it
+    already holds one; with `resume`, the existing run in `out` to continue. `resumable` says
+    whether the command can continue a run at all (for the wording of the refusal)."""
+    if resume and out is None:
+        raise RaycellsError("--resume needs --out: the run directory to continue.")
+    run = RunDir(out or Path("runs") / f"{command}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    if resume and not run.config.is_file():
+        raise RaycellsError(f"{run.path}: nothing to resume (no config.json). Start the run "
+                            "without --resume.")
+    if not resume and run.config.is_file():
+        how = "pass --resume to continue it, or choose another --out" if resumable else (
+            "choose another --out")
+        raise RaycellsError(f"{run.path} already holds a run: {how}.")
+    return run
+
+
+def run_settings(run: RunDir, flags: dict[str, Any], *, preset: str | None = None,
+                 config: str | Path | None = None, resume: bool = False,
+                 ignore: tuple[str, ...] = ()) -> tuple[Experiment, Placement]:
+    """The settings of a run: defaults, preset, `config` and `flags` (see `build_settings`); a
+    resumed run starts from its own config.json instead of the defaults and preset."""
+    base = config or (run.config if resume else None)
+    return build_settings(preset=preset, config_file=base, flags=flags, ignore=ignore)
+
+
+def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
+                manifest: Manifest | None, resume: bool, *, command: str = "cv",
+                extra: dict[str, Any] | None = None) -> tuple[Manifest, pd.DataFrame]:
+    """Start a run directory (config.json, manifest.parquet, folds.parquet), or reopen one for
+    --resume after checking its settings; returns the manifest and the fold plan. `command` and
+    `extra` go to a new run's config.json."""
+    run = open_run(run.path, command, resume=resume)
+    if resume:
+        saved = run.read_config()
+        old, _ = settings_from_dict({**saved["settings"]["experiment"]}, origin=str(run.config))
+        changed = differences(old, experiment)
+        if changed:
+            raise RaycellsError(f"{run.path} was run with other settings ({'; '.join(changed)}). "
+                                "Resume with the same settings, or choose another --out.")
+        return read_manifest(run.manifest), run.read_plan()
+    if manifest is None:
+        raise RaycellsError("a new run needs a dataset: pass --data.")
+    frame = training_labels(manifest.frame, experiment.labels, manifest.root)
+    dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
+    if experiment.folds_from:
+        source = RunDir(experiment.folds_from)
+        if not source.folds.is_file():
+            raise RaycellsError(f"--folds-from {source.path}: no folds.parquet there; name a "
+                                "raycells run directory.")
+        plan = copy_folds(frame[~frame["label"].isin(dropped)], source.read_plan(),
+                          folds=experiment.folds, origin=str(source.path))
+    else:
+        plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
+                          val_fraction=experiment.val_fraction,
+                          drop_small=experiment.drop_small_classes)
+    used = manifest.frame[~frame["label"].isin(dropped)].reset_index(drop=True)
+    extra_counts: dict[str, int] = {}
+    if experiment.extra_data:
+        added = mapped_extra(open_dataset(experiment.extra_data),
+                             load_mapping(experiment.extra_map), set(plan["label"]))
+        plan = with_extra(plan, added, experiment.folds)
+        used = pd.concat([used, added[used.columns]], ignore_index=True)
+        extra_counts = {str(k): int(n) for k, n in sorted(added["label"].value_counts().items())}
+    used_manifest = Manifest(frame=used, root=manifest.root, layout=manifest.layout,
+                             source=manifest.source, synthetic=manifest.synthetic,
+                             skipped=manifest.skipped, unreadable=manifest.unreadable,
+                             warnings=manifest.warnings)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_config(run, {
+        "command": command,
+        **(extra or {}),
+        "seed": experiment.seed,
+        "settings": {"experiment": as_dict(experiment), "placement": as_dict(placement)},
+        "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
+                 "synthetic": manifest.synthetic, "labels": experiment.labels,
+                 "images": len(used) - sum(extra_counts.values()),
+                 "classes": sorted(plan["label"].unique()), "dropped_classes": dropped,
+                 "extra_training_images": extra_counts},
+    })
+    write_manifest(used_manifest, run.manifest)
+    write_plan(plan, run.folds)
+    return used_manifest, plan
+
+
+def start_run(run: RunDir, manifest: Manifest, plan: pd.DataFrame, experiment: Experiment,
+              placement: Placement, emit: Events) -> tuple[list[str], Path]:
+    """Announce a prepared run, join Ray and build (or reuse) the decoded-image cache; returns
+    the classes and the cache folder."""
+    classes = sorted(plan["label"].unique())
+    extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
+    emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
+         classes=classes, synthetic=manifest.synthetic, source=manifest.source,
+         extra={str(k): int(n) for k, n in sorted(extra.items())})
+    init_ray(placement)
+    cache = image_cache(manifest.frame, experiment.image_size,
+                        progress=lambda done, total: emit("cache", done=done, total=total))
+    return classes, cache
