@@ -11,7 +11,6 @@ its images.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,17 @@ import numpy as np
 import pandas as pd
 
 from ..data.cache import image_cache
-from ..errors import RaycellsError
 from ..data.extra import load_mapping, mapped_extra
-from ..files import atomic_path, write_json
 from ..data.manifest import Manifest, training_labels, write_manifest
+from ..errors import RaycellsError
+from ..files import atomic_path, write_json
 from ..metrics import fold_metrics
-from ..train.predict import predict_rows, predictions_frame
-from .rundir import RunDir, write_config, write_plan
-from .setup import Events, no_events, open_run
 from ..settings import Placement
 from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
+from ..train.predict import predict_rows, predictions_frame
 from ..train.trainer import init_ray
-
+from .rundir import RunDir, write_config, write_plan
+from .setup import Events, no_events, open_run
 
 
 @dataclass

@@ -18,8 +18,7 @@ from ..data.folds import copy_folds, make_folds, small_classes
 from ..data.index import open_dataset
 from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
 from ..errors import RaycellsError
-from ..settings import (Experiment, Placement, as_dict, build_settings, differences,
-                        settings_from_dict)
+from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
 from ..train.trainer import init_ray
 from .rundir import RunDir, write_config, write_plan
 

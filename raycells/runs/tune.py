@@ -15,7 +15,6 @@ to a list of values (every value is tried: a grid) or to a range, `{"loguniform"
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
