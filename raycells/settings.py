@@ -11,6 +11,7 @@ are checked before anything heavy is loaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 from dataclasses import dataclass, field, fields
@@ -312,6 +313,7 @@ def with_overrides(base: Experiment, overrides: dict[str, Any], *,
     return settings_from_dict(values, origin=f"{origin} {', '.join(overrides)}")[0]
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of the settings class `cls`, as one line of text (the
     command-line help of the field's option)."""

@@ -1,13 +1,5 @@
-"""The run directory, the contract between commands:
-
-    runs/<name>/
-      config.json        resolved settings, package versions, seed, git revision when available
-      manifest.parquet   the exact images used
-      folds.parquet      fold (and inner validation membership) of every image
-      fold-<k>/          checkpoint/, history.csv, predictions.parquet, metrics.json
-      report/            written by `raycells report`
-      ray.log            Ray's own messages while the CLI ran (kept off the terminal)
-      source.pt          a transfer run's source network (`raycells transfer`)
+"""The run directory, the contract between commands: the paths inside one, and config.json and
+folds.parquet written and read. docs/architecture.md lists every file a run directory holds.
 
 A fold is finished when its metrics.json exists (written last, atomically). An evaluation
 (`raycells evaluate`) is one fold-0 holding all its images, with no checkpoint.

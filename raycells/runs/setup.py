@@ -60,11 +60,12 @@ def run_settings(run: RunDir, flags: dict[str, Any], *, preset: str | None = Non
 
 def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                 manifest: Manifest | None, resume: bool, *, command: str = "cv",
-                extra: dict[str, Any] | None = None) -> tuple[Manifest, pd.DataFrame]:
+                extra: dict[str, Any] | None = None,
+                resumable: bool = True) -> tuple[Manifest, pd.DataFrame]:
     """Start a run directory (config.json, manifest.parquet, folds.parquet), or reopen one for
-    --resume after checking its settings; returns the manifest and the fold plan. `command` and
-    `extra` go to a new run's config.json."""
-    run = open_run(run.path, command, resume=resume)
+    --resume after checking its settings (see `open_run` for the refusals); returns the manifest
+    and the fold plan. `command` and `extra` go to a new run's config.json."""
+    run = open_run(run.path, command, resume=resume, resumable=resumable)
     if resume:
         saved = run.read_config()
         old, _ = settings_from_dict({**saved["settings"]["experiment"]}, origin=str(run.config))

@@ -28,7 +28,8 @@ from ..files import atomic_path, write_json
 from ..settings import Experiment, Placement, as_dict, with_overrides
 from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
-from .setup import Events, no_events, open_run, prepare_run, start_run
+from .rundir import RunDir
+from .setup import Events, no_events, prepare_run, start_run
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -97,9 +98,9 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
 
     emit = events or no_events
     check_search(experiment, space, samples=samples, trial_folds=trial_folds, metric=metric)
-    run = open_run(out, "tune", resumable=False)
+    run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume=False,
-                                 command="tune", extra={"tune": {
+                                 command="tune", resumable=False, extra={"tune": {
                                      "space": space, "samples": samples, "trial_folds": trial_folds,
                                      "metric": metric}})
     classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
