@@ -42,3 +42,24 @@ def test_reproducible_for_a_seed():
 def test_bad_probabilities_are_refused():
     with pytest.raises(ValueError, match="augment.noise is a probability"):
         AugmentSettings(noise=1.5)
+
+
+def test_data_parallel_workers_draw_their_own_augmentations():
+    """Each worker (rank) seeds its epoch differently, so the ranks of one data-parallel fold do
+    not apply the same flips and rotations to their batches; the same rank repeats itself."""
+    from raycells.settings import Experiment
+    from raycells.train.job import FoldJob
+    from raycells.train.loop import epoch_seed
+
+    job = FoldJob(experiment=Experiment(seed=3), fold=1, classes=("a", "b"), threads=1,
+                  steps_per_epoch=1, loss_weights=None, shared=())
+    augmenter = Augmenter(AugmentSettings(flip=0, noise=0, brightness=0, contrast=0))
+
+    def angles(epoch, rank):
+        torch.manual_seed(epoch_seed(job, epoch, rank))
+        augmenter(_batch(n=16, size=8))
+        return augmenter.last_angles()
+
+    assert torch.equal(angles(0, 0), angles(0, 0))
+    assert not torch.equal(angles(0, 0), angles(0, 1))
+    assert not torch.equal(angles(0, 0), angles(1, 0))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from raycells.data.manifest import read_manifest
@@ -94,3 +95,22 @@ def _wait_for(condition, process, timeout: float) -> None:
         assert process.poll() is None, "the run ended before the condition was met"
         assert time.time() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
+    """Two runs with the same settings (oversampled, augmented, two epochs, one CPU worker) give
+    byte-identical predictions and the same history apart from its timings."""
+    timings = ["images_per_s", "train_seconds", "data_wait_seconds", "val_seconds", "ended_at"]
+
+    def run(name, seed):
+        experiment, placement = _settings(data=str(small_pbc), sampling="oversample", seed=seed,
+                                          workers=1)
+        run_cv(tmp_path / name, experiment, placement, manifest=read_manifest(small_pbc),
+               only_folds=[0])
+        fold = tmp_path / name / "fold-0"
+        return (fold / "predictions.parquet").read_bytes(), pd.read_csv(fold / "history.csv").drop(
+            columns=timings)
+
+    first, again = run("first", 7), run("again", 7)
+    assert first[0] == again[0], "predictions.parquet differs between two runs with one seed"
+    pd.testing.assert_frame_equal(first[1], again[1])

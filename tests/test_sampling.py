@@ -10,7 +10,9 @@ from raycells.data.folds import fold_parts, make_folds
 from raycells.data.manifest import read_manifest
 from raycells.data.pipeline import part_dataset
 from raycells.data.sampling import draw_copies, expected_copies, loss_weights
-from raycells.settings import Sampling
+from raycells.seeds import uniforms
+from raycells.settings import Placement, Sampling
+from raycells.train.trainer import init_ray
 
 COUNTS = np.array([100, 10, 1])
 
@@ -45,8 +47,7 @@ def test_a_class_without_training_images_gets_no_copies():
 
 def test_drawn_copies_match_the_expectation_on_average():
     expected = np.array([0.25, 1.0, 2.5])
-    rng = np.random.default_rng(0)
-    draws = np.array([draw_copies(expected, rng) for _ in range(4000)])
+    draws = np.array([draw_copies(expected, uniforms(key, np.arange(3))) for key in range(4000)])
     assert set(np.unique(draws[:, 0])) == {0, 1} and (draws[:, 1] == 1).all()
     assert set(np.unique(draws[:, 2])) == {2, 3}
     assert draws.mean(axis=0) == pytest.approx(expected, abs=0.03)
@@ -83,3 +84,28 @@ def test_training_epochs_never_hold_validation_or_test_images(ray_session, small
             assert (seen >= counts * np.floor(expected)).all()
             assert (seen <= counts * np.ceil(expected)).all()
             assert seen.sum() > counts.sum() or not sampling.resamples
+
+
+def test_the_same_seed_streams_the_same_epochs(ray_session, small_pbc):
+    """Shard order and sampling draws repeat with the seed, epoch by epoch, and change from one
+    epoch to the next and with another seed."""
+    init_ray(Placement())  # keeps Ray Data's output in order, as every run does
+    frame = read_manifest(small_pbc).frame
+    plan = make_folds(frame, folds=3, seed=0, val_fraction=0.2)
+    classes = sorted(plan["label"].unique())
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    rows = fold_parts(plan, 0)["train"]
+    cache = image_cache(frame, 32)
+    copies = expected_copies(Sampling("oversample", target=40),
+                             np.bincount(labels[rows], minlength=len(classes)))[labels]
+
+    def epochs(seed):
+        dataset = part_dataset(cache, 32, labels, rows, copies, shuffle=True, seed=seed)
+        return [np.concatenate([b["row"] for b in dataset.iter_batches(batch_format="numpy")])
+                for _ in range(2)]
+
+    first, again, other = epochs(1), epochs(1), epochs(2)
+    for epoch in range(2):
+        assert np.array_equal(first[epoch], again[epoch]), f"epoch {epoch} did not repeat"
+        assert not np.array_equal(first[epoch], other[epoch])
+    assert not np.array_equal(first[0], first[1])

@@ -15,6 +15,7 @@ from raycells.errors import RaycellsError
 from raycells.runs.rundir import RunDir
 from raycells.runs.setup import prepare_run
 from raycells.runs.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
+from raycells.seeds import derive_seed
 from raycells.settings import build_settings
 from raycells.train.models import create_model
 
@@ -72,7 +73,7 @@ def test_the_head_phase_alone_leaves_the_body_alone_and_cv_can_share_its_folds(
     source, _ = _transfer(aml_run, out, small_pbc, epochs=0, transfer={"head_epochs": 2})
     for k in (0, 1):
         final = _final_state(out, k)
-        torch.manual_seed(0 * 1000 + k)  # the worker's seed: the new head as it started
+        torch.manual_seed(derive_seed(0, "init", k))  # the worker's seed: the new head as it started
         fresh = create_model("tiny_cnn", 8).state_dict()
         for key, value in final.items():
             if key.startswith("6."):

@@ -3,8 +3,9 @@ how much each class weighs in the loss.
 
 A policy turns the class sizes of a fold's training part into an expected number of copies per
 image of each class; every epoch draws the actual copies afresh (the integer part always, the
-fractional part at random), so an epoch sees the expected class counts on average and a copy is
-the same image under a new random augmentation. Copies never reach disk, validation or test.
+fractional part at random, seeded by the run's seed and the epoch), so an epoch sees the expected
+class counts on average and a copy is the same image under a new random augmentation. Copies
+never reach disk, validation or test.
 
 - `none`: every image once.
 - `oversample`: each class up to `target` images per epoch (default: the largest class's size),
@@ -49,7 +50,9 @@ def loss_weights(sampling: Sampling, class_counts: np.ndarray) -> np.ndarray | N
     return weights
 
 
-def draw_copies(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Copies of each image for one epoch, given each image's expected number of copies."""
+def draw_copies(expected: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Copies of each image for one epoch, given each image's expected number of copies and a
+    uniform draw in [0, 1) per image (`raycells.seeds.uniforms`): the whole part always, one more
+    copy when the draw falls below the fractional part."""
     whole = np.floor(expected)
-    return (whole + (rng.random(len(expected)) < expected - whole)).astype(np.int64)
+    return (whole + (draws < expected - whole)).astype(np.int64)

@@ -16,12 +16,12 @@ class EpochBatches:
     The pipeline starts at construction, in a background thread that fetches the first batch:
     Ray Data takes seconds to start an epoch, and this way that start-up overlaps whatever the
     worker does next (validating and checkpointing the previous epoch). `waited` adds up the
-    seconds the training loop then spent waiting for batches."""
+    seconds the training loop then spent waiting for batches. `seed` seeds the shuffle buffer."""
 
-    def __init__(self, shard, batch_size: int, device: torch.device):
+    def __init__(self, shard, batch_size: int, device: torch.device, seed: int):
         self._batches = iter(shard.iter_torch_batches(
             batch_size=batch_size, device=device, drop_last=True,
-            local_shuffle_buffer_size=max(4 * batch_size, 256)))
+            local_shuffle_buffer_size=max(4 * batch_size, 256), local_shuffle_seed=seed))
         self._first: Future = Future()
         threading.Thread(target=self._fetch_first, daemon=True).start()
         self.waited = 0.0

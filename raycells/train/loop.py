@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import RaycellsError
 from ..metrics import confusion_scores
+from ..seeds import derive_seed
 from ..settings import as_dict
 from .augment import Augmenter
 from .checkpoint import Checkpoint, Progress, load_checkpoint, save_checkpoint
@@ -72,7 +73,7 @@ class FoldTraining:
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         torch.set_num_threads(job.threads)
-        torch.manual_seed(experiment.seed * 1000 + job.fold)
+        torch.manual_seed(derive_seed(experiment.seed, "init", job.fold))  # DDP copies rank 0's
         self.device = ray.train.torch.get_device()
         self.on_gpu = self.device.type == "cuda"
         check_reachable(dict(job.shared))
@@ -132,8 +133,10 @@ class FoldTraining:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over this worker's (sampled) training batches; the totals of all workers."""
         job, phase, progress = self.job, self.phase, self.progress
-        batches = self._upcoming or EpochBatches(self._shard, self.local_batch, self.device)
+        batches = self._upcoming or self._batches(epoch)
         self._upcoming = None
+        # Augmentation (and dropout) draws: their own stream per fold, epoch and worker.
+        torch.manual_seed(epoch_seed(job, epoch, self.rank))
         train_mode(self.trained, phase)
         # Running sums stay on the device: reading them every step would stall a GPU.
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, correct
@@ -159,7 +162,7 @@ class FoldTraining:
                                     count * self.world / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
         if epoch + 1 < job.epochs:  # the next epoch's stream starts while this one validates
-            self._upcoming = EpochBatches(self._shard, self.local_batch, self.device)
+            self._upcoming = self._batches(epoch + 1)
         if self.rank == 0 and count:
             self._post_training(epoch, count // self.local_batch, sums[0].item() / count,
                                 count * self.world / seconds)
@@ -203,6 +206,10 @@ class FoldTraining:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
                              checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
 
+    def _batches(self, epoch: int) -> EpochBatches:
+        seed = derive_seed(self.job.experiment.seed, "batches", self.job.fold, epoch, self.rank)
+        return EpochBatches(self._shard, self.local_batch, self.device, seed)
+
     def _learning_rate(self) -> float:
         phase = self.phase
         return learning_rate(self.progress.step - self.progress.phase_start_step,
@@ -224,6 +231,12 @@ class FoldTraining:
                                epochs=self.job.epochs, batch=batch,
                                batches=self.job.steps_per_epoch, loss=loss,
                                images_per_s=images_per_s)
+
+
+def epoch_seed(job: FoldJob, epoch: int, rank: int) -> int:
+    """The torch seed of a worker's training epoch: augmentation parameters differ between
+    workers (data-parallel ranks) and epochs, and repeat with the run's seed."""
+    return derive_seed(job.experiment.seed, "augment", job.fold, epoch, rank)
 
 
 def check_reachable(folders: dict[str, str]) -> None:

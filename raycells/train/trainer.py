@@ -16,6 +16,7 @@ from ..data.folds import fold_parts
 from ..data.pipeline import part_dataset
 from ..data.sampling import expected_copies, loss_weights
 from ..errors import RaycellsError
+from ..seeds import derive_seed
 from ..settings import Experiment, Placement
 from .job import FoldJob
 
@@ -94,6 +95,9 @@ def init_ray(placement: Placement) -> None:
         ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)
     context = ray.data.DataContext.get_current()
+    # Blocks in the order they were read (not as tasks finish): with seeded shard orders and
+    # sampling draws, the same seed then streams the same rows (raycells.data.pipeline).
+    context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
 
@@ -135,7 +139,7 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
         datasets={
             "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
                                   expected[labels] if experiment.sampling.resamples else None,
-                                  shuffle=True),
+                                  shuffle=True, seed=derive_seed(experiment.seed, "data", fold)),
             "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
         },
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
