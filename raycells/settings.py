@@ -122,7 +122,8 @@ class Experiment:
     folds: int = 5
     """Number of stratified test folds."""
     seed: int = 0
-    """Seed for the fold plan, initial weights, sampling and augmentation."""
+    """Seed for the fold plan, initial weights, sampling draws, data order and augmentation: the
+    same seed repeats a run."""
     model: str = "resnet18"
     """Architecture: resnext50 (Matek et al.'s), efficientnet_b0, densenet121, convnext_tiny,
     resnet18 or tiny_cnn. A transfer run takes the source network's (name it for a weights
@@ -156,6 +157,12 @@ class Experiment:
     file."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
+    drop_conflicts: bool = False
+    """Leave out byte-identical images filed under different labels (label conflicts), which are
+    otherwise kept, each set in one fold, with a warning."""
+    group_near_duplicates: bool = False
+    """Keep near-duplicate pictures (difference hashes a few bits apart) in the same fold, as
+    byte-identical copies always are."""
     sampling: Sampling = field(default_factory=Sampling)
     """Per-epoch class balancing of the training part: none, oversample, sqrt or class-weighted;
     oversample takes a target per class and a cap on copies per image, as in
@@ -177,6 +184,7 @@ class Experiment:
 
     def __post_init__(self) -> None:
         _check(self.folds >= 2, "folds", self.folds, "at least 2")
+        _check(self.seed >= 0, "seed", self.seed, "0 or more")
         _check(self.image_size >= 16, "image_size", self.image_size, "at least 16 pixels")
         _check(self.epochs >= (0 if self.transfer else 1), "epochs", self.epochs,
                "0 or more after transfer head epochs" if self.transfer else "at least 1")

@@ -23,8 +23,8 @@ def test_duplicates_small_classes_sizes_and_modes():
     assert [row.code for row in summary.classes] == ["NGS", "MYO", "MOB"]  # the paper's order
     assert summary.sizes == [(10, 10, 4), (12, 10, 1)]
     assert {mode: n for mode, n, _ in summary.modes} == {"RGB": 3, "RGBA": 1, "L": 1}
-    groups = {g.sha1: (g.paths, g.across_classes) for g in summary.duplicates}
-    assert groups == {"s1": (["/a1", "/a2"], False), "s2": (["/a3", "/b1"], True)}
+    groups = [(g.paths, g.conflicting) for g in summary.duplicates]
+    assert groups == [(["/a1", "/a2"], False), (["/a3", "/b1"], True)]
     assert summary.too_small == [("MOB", 1), ("NGS", 1)]
     assert summary.unreadable[0].path == "/data/x.jpg" and summary.skipped == ["/data/a.txt"]
 
@@ -35,4 +35,6 @@ def test_fine_labels_are_counted_per_class(pbc_manifest):
     assert ig.fine == {"IG": 64, "MMY": 498, "MY": 593, "PMY": 303}
     assert ig.name == "Immature granulocyte"
     assert summary.too_small == []
-    assert any(g.across_classes for g in summary.duplicates)
+    conflicts = [g.paths for g in summary.duplicates if g.conflicting]
+    assert [[path.split("pbc/")[1] for path in paths] for paths in conflicts] == [
+        ["eosinophil/EO_225902.jpg", "neutrophil/BNE_191112.jpg"]]

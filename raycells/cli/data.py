@@ -10,7 +10,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..data.demo import write_demo
+from ..data.duplicates import NEAR_BITS
 from ..data.manifest import Manifest, write_manifest
+from ..data.shortcuts import AUC_LIMIT
 from ..data.summary import DatasetSummary, summarize
 from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
 
@@ -44,12 +46,17 @@ def index(
 def inspect(
     path: DatasetArg = None,
     folds: Annotated[int, typer.Option(min=2, help="Warn about classes smaller than this many folds.")] = 5,
+    labels: Annotated[str, typer.Option(help="Judge duplicates and shortcuts by the class or the "
+                                             "fine label (as a run with --labels would).")] = "class",
 ) -> None:
-    """Show class counts, image sizes and modes, skipped and unreadable files, duplicates, and
-    classes too small for k-fold cross-validation."""
+    """Show class counts, image sizes and modes, skipped and unreadable files, duplicates and
+    near-duplicates, the shortcut check (can the label be read from image size, file format or
+    colour alone?), and classes too small for k-fold cross-validation."""
     with reported_errors():
         manifest = load_dataset(path)
-    _render(summarize(manifest, folds=folds))
+        with status.status("Checking for duplicates and shortcuts"):
+            summary = summarize(manifest, folds=folds, labels=labels)
+    _render(summary)
     if manifest.unreadable:
         raise typer.Exit(EXIT_UNREADABLE)
 
@@ -63,6 +70,15 @@ def demo(
     with status.status(f"Drawing demo cells into {out}"):
         write_demo(out, seed=seed)
     console.print(f"Wrote the synthetic demo dataset (seed {seed}) to {out}")
+
+
+def _print_sets(sets: list, shown: int = 20) -> None:
+    for found in sets[:shown]:
+        apart = f"{found.bits} bits: " if found.bits else ""
+        pairs = ", ".join(f"{path} ({label})" for path, label in zip(found.paths, found.labels))
+        console.print(f"  {apart}{pairs}", highlight=False)
+    if len(sets) > shown:
+        console.print(f"  ... and {len(sets) - shown} more")
 
 
 def _print_problems(manifest: Manifest) -> None:
@@ -122,14 +138,25 @@ def _render(summary: DatasetSummary) -> None:
     for problem in summary.unreadable:
         console.print(f"  [red]{problem.path}[/]: {problem.reason}", highlight=False)
 
-    across = [group for group in summary.duplicates if group.across_classes]
-    console.print(f"[bold]Exact duplicates[/] (identical bytes): {len(summary.duplicates)} groups, "
-                  f"{len(summary.duplicates) - len(across)} within one class, {len(across)} across classes")
-    for group in (across + [g for g in summary.duplicates if not g.across_classes])[:20]:
-        pairs = ", ".join(f"{path} ({label})" for path, label in zip(group.paths, group.labels))
-        console.print(f"  {group.sha1[:12]}: {pairs}", highlight=False)
-    if len(summary.duplicates) > 20:
-        console.print(f"  ... and {len(summary.duplicates) - 20} more groups")
+    conflicts = [found for found in summary.duplicates if found.conflicting]
+    console.print(f"[bold]Exact duplicates[/] (identical bytes): {len(summary.duplicates)} sets, "
+                  f"{len(conflicts)} under different labels (label conflicts: `cv --drop-conflicts` "
+                  "leaves them out); every set stays in one fold")
+    _print_sets(conflicts + [found for found in summary.duplicates if not found.conflicting])
+    console.print(f"[bold]Near-duplicates[/] (difference hashes at most {NEAR_BITS} bits apart): "
+                  f"{len(summary.near_duplicates)} pairs; `cv --group-near-duplicates` keeps each "
+                  "pair in one fold")
+    _print_sets(summary.near_duplicates)
+
+    check = summary.shortcuts
+    console.print(f"[bold]Shortcut check[/] ({summary.labels} labels: image facts alone, a random "
+                  f"forest, one-vs-rest ROC AUC ≥ {AUC_LIMIT}): "
+                  + (f"not run, {check.skipped}" if check.skipped else
+                     f"{len(check.shortcuts)} classes readable without the cell"))
+    for warning in check.warnings():
+        console.print(f"[bold red]warning:[/] {warning}", highlight=False)
+    for note in check.notes():
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
 
     for code, n in summary.too_small:
         console.print(f"[yellow]warning:[/] class {code} has {n} images, fewer than {summary.folds} "

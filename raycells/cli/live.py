@@ -63,7 +63,7 @@ class LiveDisplay:
     def _table(self):
         raise NotImplementedError
 
-    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra) -> None:
+    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra, warnings=()) -> None:
         if synthetic:
             status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
                          "Use it to check the set-up, never to judge a model.")
@@ -72,6 +72,8 @@ class LiveDisplay:
             counts = ", ".join(f"{code} {n:,}" for code, n in extra.items())
             status.print(f"Extra training images (every fold's training part only): "
                          f"{sum(extra.values()):,} ({counts}).")
+        for warning in warnings:
+            status.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
     def _on_cache(self, done, total) -> None:
         if self._cache is None:

@@ -87,6 +87,8 @@ SETTINGS: dict[str, Setting] = {
     "extra_data": Setting(Experiment, Path, DATA),
     "extra_map": Setting(Experiment, str, DATA),
     "drop_small_classes": Setting(Experiment, bool, DATA, ("--drop-small-classes",)),
+    "drop_conflicts": Setting(Experiment, bool, DATA, ("--drop-conflicts",)),
+    "group_near_duplicates": Setting(Experiment, bool, DATA, ("--group-near-duplicates",)),
     "sampling": Setting(Experiment, str, DATA, parse=parse_sampling, shown="none"),
     "model": Setting(Experiment, str, TRAINING),
     "weights": Setting(Experiment, Path, TRAINING),

@@ -28,11 +28,12 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5) -> None:
         runs = []
         for run_dir in run_dirs:
             scores = score_run(run_dir, threshold=threshold)
-            synthetic = bool(RunDir(run_dir).read_config().get("data", {}).get("synthetic"))
-            written = write_report(scores, RunDir(run_dir).report, synthetic=synthetic)
+            data = RunDir(run_dir).read_config().get("data", {})
+            facts = {"synthetic": bool(data.get("synthetic")), "warnings": data.get("warnings", [])}
+            written = write_report(scores, RunDir(run_dir).report, **facts)
             runs.append(scores)
             if len(run_dirs) == 1:
-                print_tables(report_tables(scores, synthetic=synthetic))
+                print_tables(report_tables(scores, **facts))
             console.print(f"Report of {run_dir} written to {RunDir(run_dir).report}: {', '.join(written)}")
         if len(runs) > 1:
             comparisons = compare(runs)

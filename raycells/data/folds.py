@@ -1,6 +1,8 @@
 """The fold plan: stratified k-fold test folds, and inside each training part a stratified inner
 validation split that picks the best epoch. Seeded, and written once to folds.parquet so that every
-later step (and a resumed run) uses the same plan.
+later step (and a resumed run) uses the same plan. Images of one group (a patient or slide from a
+CSV, byte-identical copies, and near-duplicates when asked: `raycells.data.duplicates`) always
+fall in the same part.
 
 Columns of the plan: path, label, fold (the test fold the image belongs to) and val_<k> (True when
 the image is in the inner validation split of fold k's training part).
@@ -15,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..errors import RaycellsError
+from .duplicates import image_groups
 
 
 def small_classes(labels: pd.Series, folds: int) -> dict[str, int]:
@@ -24,10 +27,11 @@ def small_classes(labels: pd.Series, folds: int) -> dict[str, int]:
 
 
 def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: float = 0.1,
-               drop_small: bool = False) -> pd.DataFrame:
+               drop_small: bool = False, near_duplicates: bool = False) -> pd.DataFrame:
     """The fold plan for the images in `frame` (a manifest frame). Uses StratifiedGroupKFold when
-    the frame has group ids, StratifiedKFold otherwise. Classes smaller than `folds` are an error,
-    or left out with `drop_small`."""
+    some images form groups (see the module's docstring; `near_duplicates` adds near-duplicate
+    pictures), StratifiedKFold otherwise. Classes smaller than `folds` are an error, or left out
+    with `drop_small`."""
     small = small_classes(frame["label"], folds)
     if small and not drop_small:
         listed = ", ".join(f"{label} ({n} images)" for label, n in small.items())
@@ -36,16 +40,18 @@ def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: floa
         raise RaycellsError(f"classes smaller than the {folds} folds: {listed}. Each class needs at "
                             f"least one image per test fold: {fix}pass --drop-small-classes to leave "
                             "them out.")
-    plan = frame.loc[~frame["label"].isin(small), ["path", "label"]].reset_index(drop=True)
-    groups = _groups(frame.loc[~frame["label"].isin(small)])
+    kept = frame.loc[~frame["label"].isin(small)]
+    plan = kept[["path", "label"]].reset_index(drop=True)
+    groups = image_groups(kept, near=near_duplicates)
+    patients = "group" in kept and kept["group"].astype("string").fillna("").ne("").any()
+    labels = plan["label"].to_numpy()
     plan["fold"] = -1
-    for k, (_, test) in enumerate(_splitter(folds, seed, groups).split(plan, plan["label"], groups)):
+    for k, test in enumerate(_test_parts(folds, seed, labels, groups, patients)):
         plan.loc[test, "fold"] = k
     for k in range(folds):
         training = np.flatnonzero(plan["fold"].to_numpy() != k)
-        val = inner_validation(plan["label"].to_numpy()[training],
-                               None if groups is None else groups[training],
-                               fraction=val_fraction, seed=seed + k)
+        val = inner_validation(labels[training], None if groups is None else groups[training],
+                               fraction=val_fraction, seed=seed + k, patients=patients)
         plan[f"val_{k}"] = False
         plan.loc[training[val], f"val_{k}"] = True
     return plan
@@ -71,16 +77,12 @@ def copy_folds(frame: pd.DataFrame, other: pd.DataFrame, *, folds: int, origin: 
 
 
 def inner_validation(labels: np.ndarray, groups: np.ndarray | None, *, fraction: float,
-                     seed: int) -> np.ndarray:
+                     seed: int, patients: bool = False) -> np.ndarray:
     """Positions (into `labels`) of a stratified validation split of about `fraction` (more on
-    tiny datasets, where no class has 1/fraction images)."""
+    tiny datasets, where no class has 1/fraction images), whole groups only."""
     largest = int(np.unique(labels, return_counts=True)[1].max())
     splits = max(2, min(round(1 / fraction), largest))
-    with warnings.catch_warnings():
-        # Classes smaller than `splits` simply miss from some validation splits; that is expected.
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        _, val = next(_splitter(splits, seed, groups).split(np.zeros(len(labels)), labels, groups))
-    return np.sort(val)
+    return np.sort(next(_test_parts(splits, seed, labels, groups, patients)))
 
 
 def fold_parts(plan: pd.DataFrame, fold: int) -> dict[str, np.ndarray]:
@@ -91,16 +93,23 @@ def fold_parts(plan: pd.DataFrame, fold: int) -> dict[str, np.ndarray]:
             "test": np.flatnonzero(test)}
 
 
-def _groups(frame: pd.DataFrame) -> np.ndarray | None:
-    if "group" not in frame or frame["group"].isna().all():
-        return None
-    groups = frame["group"].astype("string").fillna("")
-    # An image without a group id is its own group.
-    own = frame["path"].astype("string")
-    return np.where(groups == "", own, groups).astype(str)
-
-
-def _splitter(splits: int, seed: int, groups: np.ndarray | None):
-    if groups is None:
-        return StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    return StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
+def _test_parts(splits: int, seed: int, labels: np.ndarray, groups: np.ndarray | None,
+                patients: bool):
+    """The test positions of each of `splits` stratified splits, whole groups only. Patient or
+    slide groups (large, mixed classes) need StratifiedGroupKFold; groups of duplicates (a few
+    images of one picture) are split as one image each, by their first image's label, with
+    StratifiedKFold, which is as well stratified and far faster on thousands of groups."""
+    with warnings.catch_warnings():
+        # Classes smaller than `splits` simply miss from some splits; that is expected.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        if groups is None:
+            splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+            yield from (test for _, test in splitter.split(labels, labels))
+        elif patients:
+            splitter = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
+            yield from (test for _, test in splitter.split(labels, labels, groups))
+        else:
+            _, first = np.unique(groups, return_index=True)
+            splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+            for _, test in splitter.split(first, labels[first]):
+                yield np.flatnonzero(np.isin(groups, groups[first[test]]))

@@ -1,5 +1,6 @@
-"""Reading single-cell image files: which files are images, checking that one decodes, and loading
-it as 8-bit RGB whatever mode it was saved in."""
+"""Reading single-cell image files: which files are images, checking that one decodes (and
+recording what it looks like on the way), and loading it as 8-bit RGB whatever mode it was saved
+in."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ class ImageFacts:
     width: int
     height: int
     mode: str
+    format: str
+    """The file format Pillow found (JPEG, PNG, TIFF, ...), whatever the file name says."""
+    file_bytes: int
+    quant: str
+    """A short hash of a JPEG's quantisation tables (the encoder's quality setting); "" otherwise."""
+    dhash: str
+    """64-bit difference hash (16 hex digits) of a 9x8 grey thumbnail: near-identical pictures
+    have hashes a few bits apart."""
+    mean: tuple[float, float, float]
+    """Mean of each RGB channel, 0-1, on a thumbnail."""
+    std: tuple[float, float, float]
+    """Standard deviation of each RGB channel, 0-1, on a thumbnail."""
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -71,7 +84,7 @@ def probe(path: str | os.PathLike) -> ImageFacts:
         image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
     try:
         image.load()
-        to_rgb(image)
+        rgb = to_rgb(image)
     except UnreadableImage:
         raise
     except (OSError, ValueError, SyntaxError) as error:
@@ -79,7 +92,25 @@ def probe(path: str | os.PathLike) -> ImageFacts:
             f"the image data is damaged or incomplete ({error}): copy the file again from the "
             "source or delete it"
         ) from error
-    return ImageFacts(sha1=hashlib.sha1(data).hexdigest(), width=width, height=height, mode=mode)
+    tables = getattr(image, "quantization", None) or {}
+    quant = hashlib.sha1(b"".join(bytes(list(tables[k])) for k in sorted(tables))).hexdigest()[:8] \
+        if tables else ""
+    if max(rgb.size) > 128:
+        rgb = rgb.reduce(max(rgb.size) // 64)
+    pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3) / 255
+    return ImageFacts(sha1=hashlib.sha1(data).hexdigest(), width=width, height=height, mode=mode,
+                      format=image.format or "", file_bytes=len(data), quant=quant,
+                      dhash=difference_hash(rgb),
+                      mean=tuple(round(float(v), 4) for v in pixels.mean(0)),
+                      std=tuple(round(float(v), 4) for v in pixels.std(0)))
+
+
+def difference_hash(image: Image.Image) -> str:
+    """The 64-bit difference hash of an RGB image as 16 hex digits: on a 9x8 grey thumbnail, one
+    bit per pixel for "brighter than its left neighbour"."""
+    grey = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
+    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -220,8 +220,12 @@ def _probe_all(rows: list[dict], source: str, progress: Progress | None,
             if isinstance(outcome, Problem):
                 unreadable.append(outcome)
                 continue
-            good.append({**row, "source": source, "sha1": outcome.sha1, "width": outcome.width,
-                         "height": outcome.height, "mode": outcome.mode})
+            good.append({**row, "source": source, "sha1": outcome.sha1, "dhash": outcome.dhash,
+                         "width": outcome.width, "height": outcome.height, "mode": outcome.mode,
+                         "format": outcome.format, "file_bytes": outcome.file_bytes,
+                         "quant": outcome.quant,
+                         **{f"mean_{c}": v for c, v in zip("rgb", outcome.mean)},
+                         **{f"std_{c}": v for c, v in zip("rgb", outcome.std)}})
     extra = [key for key in (good[0] if good else {}) if key not in COLUMNS]
     frame = pd.DataFrame(good, columns=list(COLUMNS) + extra)
     frame = frame.sort_values(["label", "path"], kind="stable").reset_index(drop=True)

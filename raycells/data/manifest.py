@@ -15,8 +15,15 @@ import pyarrow.parquet as pq
 from ..errors import RaycellsError
 from ..files import atomic_path
 
-COLUMNS = ("path", "label", "fine_label", "source", "group", "sha1", "width", "height", "mode")
-"""The columns every manifest has, in this order; a layout may add more after them."""
+APPEARANCE = ("width", "height", "mode", "format", "file_bytes", "quant", "mean_r", "mean_g",
+              "mean_b", "std_r", "std_g", "std_b")
+"""What an image looks like apart from the cell: size, file format, JPEG quantisation tables,
+file size, colour statistics (`raycells.data.images.ImageFacts`). The shortcut check asks whether
+these alone tell the classes apart."""
+
+COLUMNS = ("path", "label", "fine_label", "source", "group", "sha1", "dhash", *APPEARANCE)
+"""The columns every manifest has, in this order; a layout may add more after them. A manifest
+written before a column existed reads with that column empty."""
 
 _METADATA_KEY = b"raycells"
 

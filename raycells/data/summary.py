@@ -1,14 +1,17 @@
-"""What `raycells data inspect` shows: class counts, sizes and modes, problems and duplicates of a
-manifest, and the classes too small for k-fold cross-validation."""
+"""What `raycells data inspect` shows: class counts, sizes and modes, problems, duplicates and
+near-duplicates of a manifest, the shortcut check, and the classes too small for k-fold
+cross-validation."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .duplicates import DuplicateSet, exact_sets, near_pairs
 from .images import mode_note
-from .manifest import Manifest, Problem
+from .manifest import Manifest, Problem, training_labels
 from .schemes import PBC_FINE_LABELS, scheme_for
+from .shortcuts import ShortcutCheck, check_shortcuts
 
 
 @dataclass(frozen=True)
@@ -18,19 +21,6 @@ class ClassRow:
     count: int
     fine: dict[str, int]
     """Images per fine label within the class (empty when the dataset has none)."""
-
-
-@dataclass(frozen=True)
-class DuplicateGroup:
-    """Files with byte-identical contents."""
-
-    sha1: str
-    paths: list[str]
-    labels: list[str]
-
-    @property
-    def across_classes(self) -> bool:
-        return len(set(self.labels)) > 1
 
 
 @dataclass
@@ -49,16 +39,23 @@ class DatasetSummary:
     """(mode, images, how it is converted on load)."""
     skipped: list[str]
     unreadable: list[Problem]
-    duplicates: list[DuplicateGroup]
+    duplicates: list[DuplicateSet]
+    """Byte-identical files; those under different labels are label conflicts."""
+    near_duplicates: list[DuplicateSet]
+    shortcuts: ShortcutCheck
     too_small: list[tuple[str, int]] = field(default_factory=list)
     """(class, images) for classes with fewer images than folds."""
     folds: int = 5
+    labels: str = "class"
+    """The labels duplicates and the shortcut check were judged by: class or fine."""
     warnings: list[str] = field(default_factory=list)
 
 
-def summarize(manifest: Manifest, *, folds: int = 5) -> DatasetSummary:
-    """Summarise `manifest` for a k-fold run with `folds` folds."""
+def summarize(manifest: Manifest, *, folds: int = 5, labels: str = "class") -> DatasetSummary:
+    """Summarise `manifest` for a k-fold run with `folds` folds; duplicates and the shortcut check
+    look at the labels a run would train on (`labels`: class or fine)."""
     frame = manifest.frame
+    trained = training_labels(frame, labels, manifest.root)
     counts = manifest.class_counts()
     scheme = scheme_for(list(counts))
     names = dict(scheme.classes) if scheme else {}
@@ -72,10 +69,6 @@ def summarize(manifest: Manifest, *, folds: int = 5) -> DatasetSummary:
                                 fine={str(k): int(fine[k]) for k in sorted(fine.index)}))
     sizes = Counter(zip(frame["width"].astype(int), frame["height"].astype(int)))
     modes = Counter(frame["mode"].fillna("?"))
-    duplicates = [
-        DuplicateGroup(sha1=str(sha1), paths=list(group["path"]), labels=list(group["label"]))
-        for sha1, group in frame[frame["sha1"].duplicated(keep=False)].groupby("sha1", sort=True)
-    ]
     return DatasetSummary(
         root=manifest.root, layout=manifest.layout, source=manifest.source,
         synthetic=manifest.synthetic, scheme=scheme.name if scheme else None, images=len(frame),
@@ -83,7 +76,8 @@ def summarize(manifest: Manifest, *, folds: int = 5) -> DatasetSummary:
         sizes=[(w, h, n) for (w, h), n in sizes.most_common()],
         modes=[(mode, n, mode_note(mode)) for mode, n in modes.most_common()],
         skipped=list(manifest.skipped), unreadable=list(manifest.unreadable),
-        duplicates=duplicates,
+        duplicates=exact_sets(trained), near_duplicates=near_pairs(trained),
+        shortcuts=check_shortcuts(trained),
         too_small=[(code, n) for code, n in counts.items() if n < folds],
-        folds=folds, warnings=list(manifest.warnings),
+        folds=folds, labels=labels, warnings=list(manifest.warnings),
     )

@@ -14,6 +14,7 @@ import pandas as pd
 from ..data.schemes import SCHEMES, scheme_for
 from ..files import atomic_path, write_json
 from . import paper, plots
+from .compare import TEST
 from .scoring import RunScores
 
 
@@ -25,20 +26,25 @@ class Table:
     note: str = ""
 
 
-def report_tables(scores: RunScores, *, synthetic: bool = False) -> list[Table]:
-    """The report's tables, in order, as text cells (shared by every output format)."""
+def report_tables(scores: RunScores, *, synthetic: bool = False,
+                  warnings: list[str] = ()) -> list[Table]:
+    """The report's tables, in order, as text cells (shared by every output format); `warnings`
+    (the run's data warnings, from config.json) come first."""
     s = scores.summary
     scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
     order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
     missing = f"; missing folds: {', '.join(map(str, scores.missing))}" if scores.missing else ""
-    tables = [Table(
+    tables = [Table("Data warnings", ["warning"], [[text] for text in warnings],
+                    note="Found when the run was prepared; read the scores with them in mind.")
+              ] if warnings else []
+    tables.append(Table(
         "Overall", ["score", "mean ± std"],
         [[label, pm(s[key])] for key, label in (("accuracy", "accuracy"),
                                                 ("balanced_accuracy", "balanced accuracy"),
                                                 ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))],
         note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
               + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
-              f"with ddof={s['ddof']} (sample standard deviation)."))]
+              f"with ddof={s['ddof']} (sample standard deviation).")))
     tables.append(per_class_table(s, scores.classes))
     if s.get("groups"):
         tables.append(Table(
@@ -86,17 +92,18 @@ def comparison_tables(comparisons) -> list[Table]:
     tables = []
     for c in comparisons:
         a, b = c.baseline.run_dir.name, c.other.run_dir.name
-        how = (f"Same fold plan: paired t-test across folds {', '.join(map(str, c.folds))} "
-               "(two-sided)." if c.paired else
-               "Different fold plans: shown side by side, not paired (no p-values).")
-        headers = ["score", a, b, "difference", "p (paired t)"]
+        how = (f"Same fold plan, paired over folds {', '.join(map(str, c.folds))}: {TEST}." if c.paired
+               else "Different fold plans: shown side by side, not paired (no p-values).")
+        headers = ["score", a, b, "difference", "p"]
         rows = [[key.replace("_", " "), f"{e['baseline']:.3f}", f"{e['other']:.3f}",
                  f"{e['difference']:+.3f}", _p(e["p_value"])] for key, e in c.overall.items()]
         tables.append(Table(f"{b} against {a}: overall (means over folds)", headers, rows, note=how))
         rows = [[f"{code} {score}", f"{e['baseline']:.3f}", f"{e['other']:.3f}",
-                 f"{e['difference']:+.3f}", _p(e["p_value"])]
+                 f"{e['difference']:+.3f}", _p(e["p_value"]), _p(e["p_holm"])]
                 for code, scores in c.per_class.items() for score, e in scores.items()]
-        tables.append(Table(f"{b} against {a}: per class", headers, rows))
+        tables.append(Table(f"{b} against {a}: per class", [*headers, "p (Holm)"], rows,
+                            note="p (Holm): corrected over the classes, for each score."
+                            if c.paired else ""))
     return tables
 
 
@@ -108,7 +115,7 @@ def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
         tmp.write_text(_markdown("raycells comparison", comparison_tables(comparisons), {}))
     write_json(folder / "comparison.json", [{
         "baseline": str(c.baseline.run_dir), "other": str(c.other.run_dir), "paired": c.paired,
-        "test": "paired t-test (scipy.stats.ttest_rel), two-sided" if c.paired else None,
+        "test": TEST if c.paired else None,
         "folds": c.folds, "overall": c.overall, "per_class": c.per_class} for c in comparisons])
     return {"comparison.md": folder / "comparison.md", "comparison.json": folder / "comparison.json"}
 
@@ -117,7 +124,8 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = False) -> dict[str, Path]:
+def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = False,
+                 warnings: list[str] = ()) -> dict[str, Path]:
     """Write report.md, report.html, metrics.json, per_class.csv and the PNGs; return their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -136,7 +144,7 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
     for name, curves in scores.curves.items():
         pictures[f"roc_{name}.png"] = plots.roc_png(curves, f"P({name}) ROC, {len(curves)} folds",
                                                     folder / f"roc_{name}.png")
-    tables = report_tables(scores, synthetic=synthetic)
+    tables = report_tables(scores, synthetic=synthetic, warnings=warnings)
     title = f"raycells report: {scores.run_dir.name}"
     with atomic_path(folder / "report.md") as tmp:
         tmp.write_text(_markdown(title, tables, pictures))
@@ -145,7 +153,7 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
     write_json(folder / "metrics.json", _json_ready({
         "run_dir": str(scores.run_dir), "classes": scores.classes, "scheme": scores.scheme,
         "folds": scores.folds, "missing_folds": scores.missing, "threshold": scores.threshold,
-        "synthetic": synthetic, "summary": s, "per_fold": scores.per_fold,
+        "synthetic": synthetic, "warnings": list(warnings), "summary": s, "per_fold": scores.per_fold,
         "confusion": scores.confusion.tolist(), "plan_id": scores.plan_id,
         "paper": {"citation": paper.CITATION, "per_class": paper.PER_CLASS, "group_auc": paper.GROUP_AUC}
         if scores.scheme == "aml" else None}))

@@ -10,13 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.cache import image_cache
+from ..data.duplicates import exact_sets
 from ..data.extra import EXTRA_FOLD, load_mapping, mapped_extra, with_extra
 from ..data.folds import copy_folds, make_folds, small_classes
 from ..data.index import open_dataset
 from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
+from ..data.shortcuts import check_shortcuts
 from ..errors import RaycellsError
 from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
 from ..train.trainer import init_ray
@@ -64,7 +67,8 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                 resumable: bool = True) -> tuple[Manifest, pd.DataFrame]:
     """Start a run directory (config.json, manifest.parquet, folds.parquet), or reopen one for
     --resume after checking its settings (see `open_run` for the refusals); returns the manifest
-    and the fold plan. `command` and `extra` go to a new run's config.json."""
+    and the fold plan. `command` and `extra` go to a new run's config.json, with the data's
+    warnings: label conflicts and the shortcut check's findings."""
     run = open_run(run.path, command, resume=resume, resumable=resumable)
     if resume:
         saved = run.read_config()
@@ -77,6 +81,9 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     if manifest is None:
         raise RaycellsError("a new run needs a dataset: pass --data.")
     frame = training_labels(manifest.frame, experiment.labels, manifest.root)
+    keep, warnings = _label_conflicts(frame, experiment.drop_conflicts)
+    warnings += check_shortcuts(frame, seed=experiment.seed).warnings()
+    base, frame = manifest.frame[keep].reset_index(drop=True), frame[keep].reset_index(drop=True)
     dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
     if experiment.folds_from:
         source = RunDir(experiment.folds_from)
@@ -88,8 +95,9 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     else:
         plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
                           val_fraction=experiment.val_fraction,
-                          drop_small=experiment.drop_small_classes)
-    used = manifest.frame[~frame["label"].isin(dropped)].reset_index(drop=True)
+                          drop_small=experiment.drop_small_classes,
+                          near_duplicates=experiment.group_near_duplicates)
+    used = base[~frame["label"].isin(dropped)].reset_index(drop=True)
     extra_counts: dict[str, int] = {}
     if experiment.extra_data:
         added = mapped_extra(open_dataset(experiment.extra_data),
@@ -111,7 +119,7 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                  "synthetic": manifest.synthetic, "labels": experiment.labels,
                  "images": len(used) - sum(extra_counts.values()),
                  "classes": sorted(plan["label"].unique()), "dropped_classes": dropped,
-                 "extra_training_images": extra_counts},
+                 "extra_training_images": extra_counts, "warnings": warnings},
     })
     write_manifest(used_manifest, run.manifest)
     write_plan(plan, run.folds)
@@ -126,8 +134,29 @@ def start_run(run: RunDir, manifest: Manifest, plan: pd.DataFrame, experiment: E
     extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
     emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
          classes=classes, synthetic=manifest.synthetic, source=manifest.source,
-         extra={str(k): int(n) for k, n in sorted(extra.items())})
+         extra={str(k): int(n) for k, n in sorted(extra.items())},
+         warnings=run.read_config()["data"].get("warnings", []))
     init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
     return classes, cache
+
+
+def _label_conflicts(frame: pd.DataFrame, drop: bool) -> tuple[np.ndarray, list[str]]:
+    """Which images of `frame` a run keeps (all, or all but the label conflicts with `drop`) and
+    the warning to record about the conflicts."""
+    conflicts = exact_sets(frame)
+    conflicts = [found for found in conflicts if found.conflicting]
+    if not conflicts:
+        return np.ones(len(frame), dtype=bool), []
+    paths = {path for found in conflicts for path in found.paths}
+    example = " = ".join(f"{path} ({label})" for path, label in zip(conflicts[0].paths,
+                                                                    conflicts[0].labels))
+    if drop:
+        return (~frame["path"].isin(paths)).to_numpy(), [
+            f"left out {len(paths)} images that are byte-identical copies filed under different "
+            f"labels (--drop-conflicts), such as {example}."]
+    return np.ones(len(frame), dtype=bool), [
+        f"{len(conflicts)} sets of byte-identical images are filed under different labels (label "
+        f"conflicts), such as {example}. Each set stays in one fold; --drop-conflicts leaves them "
+        "out."]

@@ -11,8 +11,22 @@ def test_inspect_pbc_prints_the_table_and_flags_the_stray_file(pbc_dir):
     assert result.exit_code == 1, result.output  # one unreadable image
     out = result.output
     for text in ("8,561 images", "neutrophil", "SNE 824", "PMY 303", "360 x 363", "RGB",
-                 "Unreadable images: 1", ".DS_169665.jpg", "across classes"):
+                 "Unreadable images: 1", ".DS_169665.jpg", "1 under different labels",
+                 "EO_225902.jpg (eosinophil), /work/shared/data/pbc/neutrophil/BNE_191112.jpg (neutrophil)",
+                 "Near-duplicates", "MO_231316.jpg", "0 classes readable without the cell"):
         assert text in out
+
+
+def test_inspect_with_fine_labels_names_the_classes_readable_from_image_size(pbc_dir):
+    """PBC's IG images are 360x360 (one 360x361) and its NEUTROPHIL images 366x369, saved with
+    other JPEG quantisation tables: the shortcut check must say so."""
+    result = runner.invoke(app, ["data", "inspect", str(pbc_dir), "--labels", "fine"],
+                           terminal_width=400)
+    out = " ".join(result.output.split())
+    assert "2 classes readable without the cell" in out
+    warning = out[out.index("warning: shortcut check:"):]
+    assert "IG (AUC 1.00: size" in warning and "NEUTROPHIL (AUC" in warning
+    assert warning.index("NEUTROPHIL") < warning.index("A network can learn")
 
 
 def test_index_writes_a_manifest_and_inspect_reads_it(tmp_path, matek_dir):

@@ -42,5 +42,5 @@ def test_two_runs_on_one_fold_plan_are_compared_and_paired(tmp_path, prediction_
     result = runner.invoke(app, ["report", str(a), str(b)])
     assert result.exit_code == 0, result.output
     text = (a / "report" / "comparison.md").read_text()
-    assert "paired t-test" in text and "| accuracy |" in text
+    assert "Nadeau-Bengio corrected resampled t-test" in text and "| accuracy |" in text
     assert (b / "report" / "report.md").is_file()

@@ -1,0 +1,132 @@
+"""The shortcut check: can the label be read without looking at the cell?
+
+If one class's images differ from the others in how they were acquired or saved (pixel size, file
+format, JPEG quantisation tables, file size), a network can learn that instead of the morphology,
+and its scores look better than they are. The check asks a simple classifier (a random forest,
+scikit-learn) to predict the label from such facts of each image alone (the manifest's
+APPEARANCE columns), under stratified cross-validation, and names every class it separates with
+a one-vs-rest ROC AUC of at least AUC_LIMIT, with the facts that give it away. Colour statistics
+of the whole image are checked separately: they are partly the cell's own staining, so a class
+they separate is reported as worth a look, not as a shortcut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+AUC_LIMIT = 0.95
+
+FACTS = {
+    "size": ("width", "height"),
+    "file format and mode": ("format", "mode"),
+    "JPEG quantisation tables": ("quant",),
+    "file size": ("file_bytes",),
+}
+"""How an image was acquired and saved, by name: each a way to read a label without the cell."""
+
+COLOUR = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b")
+
+
+@dataclass(frozen=True)
+class Giveaway:
+    """A class told apart from the others by facts about its images alone."""
+
+    label: str
+    auc: float
+    """One-vs-rest ROC AUC of the classifier on all the facts of its kind."""
+    facts: list[tuple[str, float]]
+    """(fact, AUC on that fact alone), those that give the class away, strongest first."""
+
+
+@dataclass
+class ShortcutCheck:
+    shortcuts: list[Giveaway] = field(default_factory=list)
+    """Classes readable from acquisition facts (size, format, quantisation tables, file size)."""
+    colour: list[Giveaway] = field(default_factory=list)
+    """Classes readable from whole-image colour statistics (partly the cell itself)."""
+    skipped: str | None = None
+    """Why the check could not run, if it could not."""
+
+    def warnings(self) -> list[str]:
+        """What a user must hear: the shortcuts found (colour findings are `notes`)."""
+        if not self.shortcuts:
+            return []
+        named = "; ".join(_describe(found) for found in self.shortcuts)
+        return [f"shortcut check: {named}. A network can learn these instead of the cells, and "
+                "its scores for these classes then look better than they are. Make the images "
+                "alike (crop or resize them to one size, save them one way) or read the per-class "
+                "scores with this in mind."]
+
+    def notes(self) -> list[str]:
+        if not self.colour:
+            return []
+        named = "; ".join(_describe(found) for found in self.colour)
+        return [f"colour statistics of the whole image separate {named}. This is partly the "
+                "cells' own staining; differences in illumination or background between classes "
+                "would be a shortcut."]
+
+
+def check_shortcuts(frame: pd.DataFrame, *, seed: int = 0, limit: float = AUC_LIMIT) -> ShortcutCheck:
+    """Run the shortcut check on a manifest frame (its `label` column)."""
+    labels = frame["label"].astype(str).to_numpy()
+    counts = pd.Series(labels).value_counts()
+    splits = min(5, int(counts.min())) if len(counts) > 1 else 0
+    if splits < 2:
+        return ShortcutCheck(skipped="it needs at least two classes of two images or more")
+    facts = {name: columns for name, columns in FACTS.items() if _known(frame, columns)}
+    if not facts:
+        return ShortcutCheck(skipped="the manifest records no image facts (it was written by an "
+                                     "older raycells): index the dataset again")
+    check = ShortcutCheck()
+    acquisition = _aucs(frame, [c for columns in facts.values() for c in columns], labels, splits, seed)
+    flagged = [label for label, auc in acquisition.items() if auc >= limit]
+    if flagged:
+        alone = {name: _aucs(frame, columns, labels, splits, seed) for name, columns in facts.items()}
+        check.shortcuts = [_giveaway(label, acquisition[label], alone, limit) for label in flagged]
+    if _known(frame, COLOUR):
+        colour = _aucs(frame, list(COLOUR), labels, splits, seed)
+        check.colour = [Giveaway(label, auc, [])
+                        for label, auc in colour.items() if auc >= limit]
+    return check
+
+
+def _giveaway(label: str, auc: float, alone: dict[str, dict[str, float]], limit: float) -> Giveaway:
+    ranked = sorted(((name, aucs[label]) for name, aucs in alone.items()), key=lambda x: -x[1])
+    strong = [(name, value) for name, value in ranked if value >= limit - 0.05]
+    return Giveaway(label, auc, strong or ranked[:1])
+
+
+def _describe(found: Giveaway) -> str:
+    if not found.facts:
+        return f"{found.label} (AUC {found.auc:.2f})"
+    facts = ", ".join(f"{name} (AUC {auc:.2f})" for name, auc in found.facts)
+    return f"{found.label} (AUC {found.auc:.2f}: {facts})"
+
+
+def _known(frame: pd.DataFrame, columns) -> bool:
+    return all(c in frame and frame[c].notna().any() for c in columns)
+
+
+def _aucs(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, splits: int,
+          seed: int) -> dict[str, float]:
+    """One-vs-rest ROC AUC per class of a random forest on `columns`, cross-validated."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    parts = []
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values):
+            parts.append(values.astype(float).fillna(-1.0).to_numpy()[:, None])
+        else:  # a category: one column per value
+            parts.append(pd.get_dummies(values.astype("string").fillna("?")).to_numpy(float))
+    forest = RandomForestClassifier(n_estimators=50, min_samples_leaf=3, random_state=seed, n_jobs=-1)
+    probabilities = cross_val_predict(forest, np.hstack(parts), labels, method="predict_proba",
+                                      cv=StratifiedKFold(splits, shuffle=True, random_state=seed))
+    classes = np.unique(labels)
+    return {str(label): float(roc_auc_score(labels == label, probabilities[:, i]))
+            for i, label in enumerate(classes)}
