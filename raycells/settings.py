@@ -23,6 +23,7 @@ from .errors import RaycellsError
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 LABELS = ("class", "fine")
+KEEP_EPOCHS = ("best", "last")
 POLICIES = ("none", "oversample", "sqrt", "class-weighted")
 MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
 """The architectures of the model registry (`raycells.train.models`), named here so that settings
@@ -181,6 +182,9 @@ class Experiment:
     tta: bool = True
     """Test-time augmentation: each test image's probabilities are averaged over its 8 flips and
     right-angle rotations (exact views, no interpolation). Validation is never augmented."""
+    keep_epoch: str = "best"
+    """Which epoch's network a fold keeps and tests: best (highest macro F1 on the inner
+    validation split) or last (no selection, as in Matek et al. 2019)."""
 
     def __post_init__(self) -> None:
         _check(self.folds >= 2, "folds", self.folds, "at least 2")
@@ -198,6 +202,7 @@ class Experiment:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
         _check(self.labels in LABELS, "labels", self.labels, " or ".join(LABELS))
+        _check(self.keep_epoch in KEEP_EPOCHS, "keep_epoch", self.keep_epoch, " or ".join(KEEP_EPOCHS))
         _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
                "a mapping (such as pbc-to-aml) exactly when extra_data is set")
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
@@ -225,19 +230,29 @@ class Placement:
                self.cpus_per_worker, "above 0")
 
 
+PAPER = {"model": "resnext50", "image_size": 400, "folds": 5, "epochs": 20,
+         "augment": {"flip": 0.5, "rotate": 1.0, "noise": 0.0, "brightness": 0.0, "contrast": 0.0},
+         "sampling": {"policy": "oversample", "target": 10000}, "keep_epoch": "last", "tta": False,
+         "batch_size": 32, "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine"}
+"""Matek et al. 2019's protocol as far as it is published (docs/paper-protocol.md has the source
+of every value and what could not be confirmed): ResNeXt-50 32x4d from scratch at 400x400, flips
+and 0-359 degree rotations only, every class oversampled to about 10,000 training images per epoch,
+5 folds, no epoch selection, no test-time augmentation. Not published, our choice: 20 epochs,
+batch 32, SGD at 0.01 with a cosine schedule, weight decay 1e-4."""
+
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "demo": {"model": "tiny_cnn", "epochs": 10, "lr": 0.005},
-    "paper": {"model": "resnext50", "image_size": 400, "epochs": 20, "batch_size": 32,
-              "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine",
-              "tta": False},
+    "paper": PAPER,
+    "paper-plus": {**PAPER, "augment": {}, "keep_epoch": "best", "tta": True},
     "transfer": {"epochs": 10, "lr": 1e-5},
 }
 """Named starting points: `cpu` (the defaults: ResNet-18 on 64x64 images), `demo` (a tiny CNN
-for the synthetic demo data: checks the set-up in minutes), `paper` (ResNeXt-50 at 400x400 as
-in Matek et al. 2019; for GPUs) and `transfer` (what `raycells transfer` starts from: after the
-head's epochs, 10 fine-tuning epochs at 1e-5). Without a preset, runs on the demo data use
-`demo`, others `cpu`."""
+for the synthetic demo data: checks the set-up in minutes), `paper` (Matek et al. 2019's
+protocol, see PAPER; for GPUs), `paper-plus` (the paper's with our additions: noise, brightness
+and contrast augmentation, the best epoch on the inner validation split, test-time
+augmentation) and `transfer` (what `raycells transfer` starts from: after the head's epochs, 10
+fine-tuning epochs at 1e-5). Without a preset, runs on the demo data use `demo`, others `cpu`."""
 
 
 def build_settings(*, preset: str | None = None, config_file: str | Path | None = None,

@@ -63,3 +63,14 @@ def test_data_parallel_workers_draw_their_own_augmentations():
     assert torch.equal(angles(0, 0), angles(0, 0))
     assert not torch.equal(angles(0, 0), angles(0, 1))
     assert not torch.equal(angles(0, 0), angles(1, 0))
+
+
+def test_contrast_changes_contrast_not_brightness():
+    """A contrast factor scales the distance from the mean grey: the mean stays, the spread
+    changes (Kornia's own RandomContrast scales intensities, which moves the mean)."""
+    from raycells.train.augment import RandomContrastAroundMean
+
+    x = 0.3 + 0.2 * _batch(n=8)  # away from 0 and 1: nothing clamped
+    y = RandomContrastAroundMean((0.5, 0.5), p=1.0)(x)
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-3)
+    assert torch.allclose(y.std(dim=(1, 2, 3)), 0.5 * x.std(dim=(1, 2, 3)), rtol=0.02)

@@ -57,3 +57,19 @@ def test_the_plan_fingerprint_tells_fold_plans_apart(tmp_path, prediction_run):
     b = score_run(prediction_run(tmp_path / "b", {0: fold, 1: fold}))
     c = score_run(prediction_run(tmp_path / "c", {0: fold, 1: fold[:1]}))
     assert a.plan_id == b.plan_id != c.plan_id
+
+
+def test_the_table_beside_the_paper_computes_standard_deviations_as_the_paper_does(
+        tmp_path, prediction_run):
+    """MOB sensitivity is 1 in fold 0 and 0 in fold 1: 0.50 ± 0.71 with ddof=1 in our tables,
+    0.50 ± 0.50 (ddof=0) in the table beside Matek et al., and each table says which."""
+    from raycells.report.writers import report_tables
+
+    good = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    bad = [("MOB", [0.2, 0.7, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    tables = {t.title: t for t in report_tables(score_run(prediction_run(tmp_path, {0: good, 1: bad})))}
+    ours = next(row for row in tables["Per class"].rows if row[0] == "MOB")
+    beside = next(row for row in tables["Against Matek et al. 2019"].rows if row[0] == "MOB")
+    assert ours[3] == "0.500 ± 0.707" and beside[4] == "0.50 ± 0.50"
+    assert "ddof=0" in tables["Against Matek et al. 2019"].note
+    assert "ddof=1" in tables["Overall"].note

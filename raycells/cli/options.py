@@ -101,6 +101,7 @@ SETTINGS: dict[str, Setting] = {
     "schedule": Setting(Experiment, str, TRAINING),
     "augment": Setting(Experiment, str, TRAINING, parse=parse_augment, shown="on"),
     "tta": Setting(Experiment, bool, TRAINING, ("--tta/--no-tta",)),
+    "keep_epoch": Setting(Experiment, str, TRAINING),
     "seed": Setting(Experiment, int, TRAINING),
     "head_epochs": Setting(Transfer, int, TRAINING),
     "head_lr": Setting(Transfer, float, TRAINING),
@@ -183,8 +184,11 @@ def _shown(value: Any) -> str:
 
 Preset = Annotated[str | None, typer.Option(
     help="Starting point of the settings: cpu (ResNet-18 at 64x64; the default with --data), "
-         "demo (tiny CNN; the default without --data), paper (ResNeXt-50 at 400x400 as in Matek "
-         "et al. 2019, for GPUs) or transfer (raycells transfer's).", show_default=False)]
+         "demo (tiny CNN; the default without --data), paper (Matek et al. 2019's protocol: "
+         "ResNeXt-50 at 400x400, flips and rotations, 10,000 images per class per epoch, the "
+         "last epoch; for GPUs; docs/paper-protocol.md), paper-plus (the paper's with noise, "
+         "brightness and contrast, the best epoch and test-time augmentation) or transfer "
+         "(raycells transfer's).", show_default=False)]
 Config = Annotated[Path | None, typer.Option(
     help="Settings file (.json, .toml, .yaml) with any of the settings' options, such as a run's "
          "config.json or tune's best.json.", show_default=False)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import kornia.augmentation as K
 import torch
+from kornia.enhance import adjust_contrast_with_mean_subtraction
 
 from ..settings import AugmentSettings
 
@@ -28,7 +29,8 @@ class Augmenter(torch.nn.Module):
         if s.brightness:
             steps.append(K.RandomBrightness((1 - s.brightness_range, 1 + s.brightness_range), p=s.brightness))
         if s.contrast:
-            steps.append(K.RandomContrast((1 - s.contrast_range, 1 + s.contrast_range), p=s.contrast))
+            steps.append(RandomContrastAroundMean((1 - s.contrast_range, 1 + s.contrast_range),
+                                                  p=s.contrast))
         if s.noise:
             steps.append(K.RandomGaussianNoise(std=s.noise_std, p=s.noise))
         self.steps = torch.nn.Sequential(*steps)
@@ -49,3 +51,12 @@ class Augmenter(torch.nn.Module):
             if isinstance(step, K.RandomAffine) and step._params:
                 return step._params["angle"]
         return None
+
+
+class RandomContrastAroundMean(K.RandomContrast):
+    """A contrast change: the distances from the image's mean grey are scaled by the drawn factor.
+    (Kornia's RandomContrast multiplies the intensities, which is a brightness gain.)"""
+
+    def apply_transform(self, input, params, flags, transform=None):
+        factor = params["contrast_factor"].to(input.device, input.dtype)
+        return adjust_contrast_with_mean_subtraction(input, factor).clamp(0.0, 1.0)

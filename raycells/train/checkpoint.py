@@ -43,14 +43,16 @@ class Progress:
     restored_from: list[int] = field(default_factory=list)
     """Epochs finished when each restart began (empty for an uninterrupted fold)."""
 
-    def record(self, epoch: int, record: dict[str, Any], model: torch.nn.Module) -> None:
+    def record(self, epoch: int, record: dict[str, Any], model: torch.nn.Module,
+               keep: str = "best") -> None:
         """Add epoch `epoch`'s record; keep the model's weights if the epoch is the best so far
-        (highest validation macro F1, then lowest validation loss)."""
+        (highest validation macro F1, then lowest validation loss), or with `keep="last"` always
+        (the kept network is then the last epoch's)."""
         self.history.append(record)
         self.epoch = epoch
         best = self.best
-        if best is None or ((record["val_macro_f1"], -record["val_loss"])
-                            > (best["val_macro_f1"], -best["val_loss"])):
+        if keep == "last" or best is None or ((record["val_macro_f1"], -record["val_loss"])
+                                              > (best["val_macro_f1"], -best["val_loss"])):
             self.best = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
                          "val_loss": record["val_loss"],
                          "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}

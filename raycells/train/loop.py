@@ -47,7 +47,7 @@ def train_fold(config: dict[str, Any]) -> None:
         trained = fold.train_epoch(epoch)
         validated = fold.validate(epoch)
         record = epoch_record(epoch, fold.phase.name, trained, validated)
-        fold.progress.record(epoch, record, fold.model)
+        fold.progress.record(epoch, record, fold.model, keep=fold.job.experiment.keep_epoch)
         fold.report(epoch, record)
 
 
