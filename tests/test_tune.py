@@ -8,24 +8,24 @@ import pandas as pd
 import pytest
 import torch
 
-from raycells.cli.tune import parse_space_flags
+from raycells.cli.options import parse_space
 from raycells.data.demo import demo_dataset
 from raycells.data.index import index_dataset
 from raycells.errors import RaycellsError
 from raycells.runs.cv import run_cv
-from raycells.runs.tune import check_space, run_tune
+from raycells.runs.tune import SearchPlan, check_space, run_tune, search_overlap
 from raycells.settings import Sampling, build_settings, with_overrides
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "epochs": 2, "folds": 3}
 
 
 def test_space_flags_become_grids_and_ranges():
-    space = parse_space_flags(["sampling.policy=none|oversample", "lr=loguniform(0.0001,0.01)",
+    space = parse_space(["sampling.policy=none|oversample", "lr=loguniform(0.0001,0.01)",
                                "sampling.target=100|null"])
     assert space == {"sampling.policy": ["none", "oversample"],
                      "lr": {"loguniform": [0.0001, 0.01]}, "sampling.target": [100, None]}
     with pytest.raises(RaycellsError, match="expected key=a"):
-        parse_space_flags(["lr"])
+        parse_space(["lr"])
 
 
 def test_overrides_reach_nested_settings_and_bad_ones_are_named():
@@ -48,12 +48,11 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
     run = tmp_path / "tune"
     seen = []
     result = run_tune(run, experiment, placement,
-                      {"sampling.policy": ["none", "oversample", "sqrt", "class-weighted"]},
+                      {"sampling.policy": ["oversample", "class-weighted"]},
                       manifest=index_dataset(data), grace_epochs=2,
                       events=lambda kind, **info: seen.append(kind))
     trials = pd.read_csv(run / "trials.csv")
-    assert len(trials) == 4 and set(trials["sampling.policy"]) == {"none", "oversample", "sqrt",
-                                                                  "class-weighted"}
+    assert len(trials) == 2 and set(trials["sampling.policy"]) == {"oversample", "class-weighted"}
     assert (trials["status"] == "complete").all() and trials["score"].between(0, 1).all()
     assert "trial_result" in seen
 
@@ -63,7 +62,7 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
     for trial in trials.itertuples():
         # The newest checkpoint: a trial stopped right after its last report keeps older ones too.
         newest = sorted((run / "tune" / trial.trial).rglob("state.pt"))[-1]
-        state = torch.load(newest, weights_only=False)
+        state = torch.load(newest, weights_only=True)
         assert max(e["val_macro_f1"] for e in state["history"]) == pytest.approx(trial.score)
         # Checkpoints are written to the run directory itself (shared on a cluster), not to a
         # node-local staging folder that Tune copies back.
@@ -74,7 +73,47 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
 
     best = json.loads((run / "best.json").read_text())
     assert best["best"]["sampling.policy"] == trials.iloc[0]["sampling.policy"]
+    # best.json says which images chose the winner; a cross-validation on them is caught.
+    plan = pd.read_parquet(run / "folds.parquet")
+    assert best["search_images"]["images"] == int((plan["fold"] != 0).sum())
+    assert search_overlap(run / "best.json", index_dataset(data).frame) == (
+        best["search_images"]["images"], str(run.resolve()))
     tuned, placement = build_settings(config_file=run / "best.json", flags={"epochs": 1, "folds": 2})
     assert tuned.sampling.policy == result.best["sampling.policy"]
     cv = run_cv(tmp_path / "cv", tuned, placement, manifest=index_dataset(data))
     assert sorted(cv.per_fold) == [0, 1]
+
+
+def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ray_session,
+                                                                               small_pbc, tmp_path):
+    """cv --search: each outer fold's search trains and scores trials on that fold's training part
+    only, its winner is trained again with the chosen settings and tested once; the run directory
+    and the report say what each fold chose."""
+    from raycells.data.manifest import read_manifest
+    from raycells.report.scoring import score_run
+    from raycells.report.writers import report_tables
+
+    experiment, placement = build_settings(flags={**SMALL, "epochs": 1, "folds": 2,
+                                                  "data": str(small_pbc)})
+    run = tmp_path / "nested"
+    seen = []
+    result = run_cv(run, experiment, placement, manifest=read_manifest(small_pbc),
+                    nested=SearchPlan({"sampling.policy": ["none", "oversample"]}, grace_epochs=1),
+                    events=lambda kind, **info: seen.append(kind))
+    assert seen.count("search_started") == 2 and seen.count("search_finished") == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["search"]["space"] == {"sampling.policy": ["none", "oversample"]}
+    for k in (0, 1):
+        search = run / f"fold-{k}" / "search"
+        chosen = json.loads((search / "chosen.json").read_text())["chosen"]
+        trials = pd.read_csv(search / "trials.csv")
+        assert set(trials["sampling.policy"]) == {"none", "oversample"}
+        assert chosen["sampling.policy"] == trials.iloc[0]["sampling.policy"]
+        assert not list(search.rglob("predictions.parquet"))  # the search never saw the test fold
+        final = torch.load(sorted((run / f"fold-{k}" / "checkpoint").rglob("state.pt"))[-1],
+                           weights_only=True)
+        assert final["experiment"]["sampling"]["policy"] == chosen["sampling.policy"]
+        assert result.per_fold[k]["chosen"] == chosen
+    tables = {t.title: t for t in report_tables(score_run(run))}
+    assert [row[0] for row in tables["Settings chosen in each fold"].rows] == ["0", "1"]
+    assert tables["Settings chosen in each fold"].rows[0][1].startswith("sampling.policy=")

@@ -125,11 +125,12 @@ def load_dataset(path: str | Path | None) -> Manifest:
 
 
 def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
-                      config: Path | None, resume: bool,
+                      config: Path | None, resume: bool, ignore: tuple[str, ...] = (),
                       ) -> tuple[Experiment, Placement, Manifest | None]:
     """The run's settings and, for a new run, its dataset (see `with_dataset`; a resumed run has
-    its own manifest)."""
-    experiment, placement = run_settings(run, flags, preset=preset, config=config, resume=resume)
+    its own manifest). `ignore`: tables of the config file that are not settings."""
+    experiment, placement = run_settings(run, flags, preset=preset, config=config, resume=resume,
+                                         ignore=ignore)
     if resume:
         return experiment, placement, None
     experiment, manifest = with_dataset(experiment)

@@ -87,6 +87,8 @@ class LiveDisplay:
         where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
         status.print(f"Each {self.unit}: {workers} worker(s) x {where}; "
                      f"{concurrent_folds} {self.unit}(s) at a time.")
+        if self._live:  # a nested search announces its trials' resources, then the fold's
+            return
         self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
                           redirect_stdout=False, redirect_stderr=False)
         self._live.start()
@@ -98,6 +100,7 @@ class FoldsDisplay(LiveDisplay):
     def __init__(self) -> None:
         super().__init__()
         self._folds: dict[int, dict[str, Any]] = {}
+        self._searching: int | None = None
 
     def _on_fold_skipped(self, fold) -> None:
         self._folds[fold] = {"phase": "finished earlier"}
@@ -112,6 +115,20 @@ class FoldsDisplay(LiveDisplay):
 
     def _on_fold_finished(self, fold, metrics) -> None:
         self._folds[fold].update(phase="done", result=metrics)
+
+    def _on_search_started(self, fold) -> None:
+        self._searching = fold
+        self._folds[fold] = {"phase": "searching", "trials": set()}
+
+    def _on_trial_result(self, trial, params, fold, epoch, value) -> None:
+        row = self._folds[self._searching]
+        row["trials"].add(trial)
+        row["phase"] = f"searching: {len(row['trials'])} trials, {settings_text(params)} epoch {epoch}"
+
+    def _on_search_finished(self, fold, chosen, score) -> None:
+        self._folds[fold] = {"phase": "starting"}
+        status.print(f"Fold {fold} chose {settings_text(chosen)} (inner validation score "
+                     f"{score:.3f}); training it on the fold's training part.", highlight=False)
 
     def _table(self) -> Table:
         table = RichTable(title="Folds", title_justify="left")
@@ -145,18 +162,30 @@ def print_tables(tables: list[Table]) -> None:
         console.print(rich_table)
 
 
+def settings_text(params: dict[str, Any]) -> str:
+    """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def print_folds(result: CvResult) -> None:
-    """The test folds and the per-class scores of a finished cross-validation."""
+    """The test folds (and, after a nested search, what each chose) and the per-class scores of a
+    finished cross-validation."""
     summary = result.summary
     console.print()
+    searched = any("chosen" in m for m in result.per_fold.values())
     folds = [[str(k), str(m["images"]), str(m["best_epoch"]), f"{m['accuracy']:.3f}",
-              f"{m['balanced_accuracy']:.3f}", f"{m['macro_f1']:.3f}"]
+              f"{m['balanced_accuracy']:.3f}", f"{m['macro_f1']:.3f}",
+              *([settings_text(m.get("chosen", {}))] if searched else [])]
              for k, m in sorted(result.per_fold.items())]
     folds.append(["mean ± std", "", "", *(pm(summary[key]) for key in
-                                          ("accuracy", "balanced_accuracy", "macro_f1"))])
+                                          ("accuracy", "balanced_accuracy", "macro_f1")),
+                  *([""] if searched else [])])
     print_tables([
         Table(f"Test folds ({result.run_dir})",
-              ["fold", "images", "best epoch", "accuracy", "balanced accuracy", "macro F1"], folds),
+              ["fold", "images", "best epoch", "accuracy", "balanced accuracy", "macro F1",
+               *(["chose"] if searched else [])], folds,
+              note="Each fold's settings were chosen by a search on its training part only: the "
+                   "mean ± std estimates the whole procedure, search included." if searched else ""),
         per_class_table(summary, result.classes,
                         title=f"Per class, mean ± std over {len(result.per_fold)} folds "
                               f"(std with ddof={summary['ddof']})"),

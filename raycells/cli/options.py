@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import RaycellsError
-from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs
+from ..runs.tune import METRICS
+from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs, read_config_file
 from .common import reported_errors
 
 DATA, TRAINING, CLUSTER = "Data", "Training", "Cluster"
@@ -197,3 +198,62 @@ Out = Annotated[Path | None, typer.Option(
 Resume = Annotated[bool, typer.Option(
     "--resume", help="Continue the run in --out: finished folds are kept, the others go on "
                      "from their last checkpoint.")]
+
+
+# A search (`raycells tune`, `raycells cv --search`).
+Space = Annotated[list[str] | None, typer.Option(
+    "--space", help='A setting to search: "sampling.policy=none|oversample|sqrt" (every value is '
+                    'tried) or "lr=loguniform(0.0003,0.003)" (also uniform, randint). Repeat for '
+                    'more settings; a config file may hold a "space" table instead.',
+    show_default=False)]
+Metric = Annotated[str, typer.Option(
+    help=f"What trials are ranked by, on the inner validation splits: {' or '.join(METRICS)}.")]
+Samples = Annotated[int, typer.Option(help="Draws of the ranges per combination of listed values.")]
+GraceEpochs = Annotated[int | None, typer.Option(
+    help="Epochs before ASHA may stop a trial (default: half of --epochs).", show_default=False)]
+Search = Annotated[list[str] | None, typer.Option(
+    "--search", help='Nested selection: search this setting inside every fold\'s training part '
+                     '(its trials scored on the fold\'s inner validation split), train the '
+                     'winner, test it once on the fold. Same syntax as tune\'s --space, such as '
+                     '"sampling.policy=none|oversample"; repeat for more settings; a config '
+                     'file may hold a "space" table instead.', show_default=False)]
+AllowOverlap = Annotated[bool, typer.Option(
+    "--allow-overlap", help="Go on although the images scored were used to train or to choose "
+                            "the network (the scores are then not test results).")]
+
+
+def search_space(config: Path | None, specs: list[str] | None) -> dict[str, Any]:
+    """The search space of a command: the config file's "space" table, then the flags."""
+    searched = read_config_file(config).get("space", {}) if config else {}
+    if not isinstance(searched, dict):
+        raise RaycellsError(f"{config}: 'space' must be a table of settings to search.")
+    return {**searched, **parse_space(specs or [])}
+
+
+def parse_space(specs: list[str]) -> dict[str, Any]:
+    """--space values ("key=a|b|c", "key=loguniform(lo,hi)") as a search space."""
+    space: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key, text = key.strip().replace("-", "_"), text.strip()
+        if not sep or not key or not text:
+            raise RaycellsError(f'--space {spec!r}: expected key=a|b|c or key=loguniform(low,high).')
+        if text.endswith(")") and "(" in text:
+            kind, _, inner = text[:-1].partition("(")
+            bounds = [_value(part) for part in inner.split(",")]
+            space[key] = {kind.strip(): bounds}
+        else:
+            space[key] = [_value(part) for part in text.split("|")]
+    return space
+
+
+def _value(text: str) -> Any:
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return {"null": None, "true": True, "false": False}.get(text.lower(), text)
+
+

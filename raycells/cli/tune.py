@@ -3,30 +3,30 @@ validation splits, ending in best.json for `raycells cv --config best.json`."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..errors import RaycellsError
 from ..runs.setup import open_run, run_settings
-from ..runs.tune import METRICS, TuneResult, check_search, run_tune
-from ..settings import read_config_file
+from ..runs.tune import TuneResult, check_search, run_tune
 from .common import console, reported_errors, with_dataset
-from .live import LiveDisplay
-from .options import TRAINING_SETTINGS, Config, Out, Preset, takes_settings
+from .live import LiveDisplay, settings_text
+from .options import (
+    TRAINING_SETTINGS,
+    Config,
+    GraceEpochs,
+    Metric,
+    Out,
+    Preset,
+    Samples,
+    Space,
+    search_space,
+    takes_settings,
+)
 
-Space = Annotated[list[str] | None, typer.Option(
-    "--space", help='A setting to search: "sampling.policy=none|oversample|sqrt" (every value is '
-                    'tried) or "lr=loguniform(0.0003,0.003)" (also uniform, randint). Repeat for '
-                    'more settings; a config file may hold a "space" table instead.',
-    show_default=False)]
-Metric = Annotated[str, typer.Option(
-    help=f"What trials are ranked by, on the inner validation splits: {' or '.join(METRICS)}.")]
-Samples = Annotated[int, typer.Option(help="Draws of the ranges per combination of listed values.")]
 TrialFolds = Annotated[int, typer.Option(help="Folds each trial trains (its score: their mean).")]
-GraceEpochs = Annotated[int | None, typer.Option(
-    help="Epochs before ASHA may stop a trial (default: half of --epochs).", show_default=False)]
 
 
 @takes_settings(*TRAINING_SETTINGS)
@@ -35,10 +35,7 @@ def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1"
          preset: Preset = None, config: Config = None, out: Out = None) -> None:
     """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json."""
     with reported_errors():
-        searched = read_config_file(config).get("space", {}) if config else {}
-        if not isinstance(searched, dict):
-            raise RaycellsError(f"{config}: 'space' must be a table of settings to search.")
-        searched = {**searched, **parse_space_flags(space or [])}
+        searched = search_space(config, space)
         run = open_run(out, "tune", resumable=False)
         experiment, placement = run_settings(run, flags, preset=preset, config=config,
                                              ignore=("space",))
@@ -52,33 +49,6 @@ def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1"
             run.path, f"Finished trials are in {run.path / 'tune'}; start a new search with "
                       "another --out.")
     _final_table(result)
-
-
-def parse_space_flags(specs: list[str]) -> dict[str, Any]:
-    """--space values ("key=a|b|c", "key=loguniform(lo,hi)") as a search space."""
-    space: dict[str, Any] = {}
-    for spec in specs:
-        key, sep, text = spec.partition("=")
-        key, text = key.strip().replace("-", "_"), text.strip()
-        if not sep or not key or not text:
-            raise RaycellsError(f'--space {spec!r}: expected key=a|b|c or key=loguniform(low,high).')
-        if text.endswith(")") and "(" in text:
-            kind, _, inner = text[:-1].partition("(")
-            bounds = [_value(part) for part in inner.split(",")]
-            space[key] = {kind.strip(): bounds}
-        else:
-            space[key] = [_value(part) for part in text.split("|")]
-    return space
-
-
-def _value(text: str) -> Any:
-    text = text.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return {"null": None, "true": True, "false": False}.get(text.lower(), text)
 
 
 class _Trials(LiveDisplay):
@@ -106,15 +76,11 @@ class _Trials(LiveDisplay):
             table.add_column(header, justify="left" if header in ("trial", "settings", "state") else "right")
         for trial, row in self._rows.items():
             best = row["best"]
-            table.add_row(trial, _settings_text(row["params"]), row.get("state", ""),
+            table.add_row(trial, settings_text(row["params"]), row.get("state", ""),
                           str(row.get("fold", "")), str(row.get("epoch", "")),
                           f"{row['value']:.3f}" if row.get("value") is not None else "",
                           f"{sum(best.values()) / len(best):.3f}" if best else "")
         return table
-
-
-def _settings_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _final_table(result: TuneResult) -> None:
@@ -129,5 +95,12 @@ def _final_table(result: TuneResult) -> None:
                       "" if values["score"] != values["score"] else f"{values['score']:.3f}",
                       str(values["epochs"]), values["status"])
     console.print(table)
-    console.print(f"Best: {_settings_text(result.best)}. Evaluate it on every test fold with\n"
-                  f"  raycells cv --config {result.best_file}")
+    used = json.loads(result.best_file.read_text())["search_images"]
+    folds = ", ".join(map(str, used["folds"]))
+    console.print(f"Best: {settings_text(result.best)} ({result.best_file}).\n"
+                  f"The search trained and scored its trials on {used['images']:,} images (all but "
+                  f"test fold {folds}): a test score on any of them reports the winner on images "
+                  "that chose it, so `raycells cv --config best.json` on them refuses without "
+                  "--allow-overlap. For a score of the whole procedure, search included, use "
+                  "nested selection: `raycells cv --search ...` (same syntax as --space).",
+                  highlight=False)

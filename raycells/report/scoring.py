@@ -38,6 +38,8 @@ class RunScores:
     threshold: float
     curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
     """ROC curve (fpr, tpr) of each group score (blast, atypical) in each fold."""
+    chosen: dict[int, dict[str, Any]]
+    """The settings each fold's nested search chose (`raycells cv --search`); empty otherwise."""
 
 
 def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
@@ -79,7 +81,8 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
         summary=summarize_folds(per_fold), confusion=confusion,
-        plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves)
+        plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves,
+        chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None})
 
 
 def _plan_id(plan: pd.DataFrame) -> str:

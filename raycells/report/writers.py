@@ -46,6 +46,14 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
         note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
               + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
               f"with ddof={s['ddof']} (sample standard deviation).")))
+    if scores.chosen:
+        tables.append(Table(
+            "Settings chosen in each fold", ["fold", "chose"],
+            [[str(k), ", ".join(f"{key}={_value(v)}" for key, v in chosen.items())]
+             for k, chosen in sorted(scores.chosen.items())],
+            note="Nested selection: each fold's search ran on its training part only (trials "
+                 "scored on its inner validation split), so the scores estimate the whole "
+                 "procedure, search included."))
     tables.append(per_class_table(s, scores.classes))
     if s.get("groups"):
         tables.append(Table(
@@ -123,6 +131,10 @@ def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
         "test": TEST if c.paired else None,
         "folds": c.folds, "overall": c.overall, "per_class": c.per_class} for c in comparisons])
     return {"comparison.md": folder / "comparison.md", "comparison.json": folder / "comparison.json"}
+
+
+def _value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _p(value: float | None) -> str:

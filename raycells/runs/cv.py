@@ -4,6 +4,12 @@
 and trains each unfinished fold with a Ray Train `TorchTrainer` (folds run concurrently when the
 cluster has room for more than one). After a fold's training it predicts the test fold once with
 the best model and writes history.csv, predictions.parquet and metrics.json.
+
+With a search (`raycells cv --search`), selection is nested: for every outer fold k, a Ray Tune
+search runs on fold k's training part only (trials scored on its inner validation split), its
+winner is trained again on that training part and tested once on fold k. The settings each fold
+chose go to fold-<k>/search/chosen.json and its trials to fold-<k>/search/trials.csv. The mean
+± std over the folds then estimates the whole procedure, search included.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..metrics import fold_metrics, summarize_folds
-from ..settings import Experiment, Placement
+from ..settings import Experiment, Placement, with_overrides
 from ..train.checkpoint import load_checkpoint
 from ..train.predict import predict_rows, predictions_frame
 from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
+from .tune import TRIALS_FILE, SearchPlan, check_search, search
 
 
 @dataclass
@@ -46,18 +53,26 @@ class CvResult:
 def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
            manifest: Manifest | None = None, resume: bool = False,
            only_folds: list[int] | None = None, events: Events | None = None,
-           command: str = "cv", extra: dict[str, Any] | None = None) -> CvResult:
+           command: str = "cv", extra: dict[str, Any] | None = None,
+           nested: SearchPlan | None = None) -> CvResult:
     """Cross-validate `experiment` into the run directory `out`.
 
     A new run needs `manifest`; `resume` reopens an existing run directory (refusing different
     settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
     restricts training to those folds (the others are left for a later call). `command` and
-    `extra` go to a new run's config.json. Events: those of every run, then fold_skipped,
-    fold_started, status (every fold's progress), fold_finished."""
+    `extra` go to a new run's config.json. `nested` searches settings inside every fold (see the
+    module's docstring). Events: those of every run, then fold_skipped, fold_started, status
+    (every fold's progress), fold_finished; with `nested` also search_started, the search's
+    trial_result and trial_done, and search_finished."""
     emit = events or no_events
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
     if any(not 0 <= k < experiment.folds for k in wanted):
         raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
+    if nested is not None:
+        check_search(experiment, nested.space, samples=nested.samples, metric=nested.metric)
+        extra = {**(extra or {}), "search": {"space": nested.space, "samples": nested.samples,
+                                             "metric": nested.metric,
+                                             "grace_epochs": nested.grace_epochs}}
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume, command=command,
                                  extra=extra)
@@ -66,8 +81,9 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:
         emit("fold_skipped", fold=k)
-    resources = plan_resources(placement, len(todo))
-    emit("resources", **resources.__dict__)
+    resources = plan_resources(placement, 1 if nested else len(todo))
+    if nested is None:
+        emit("resources", **resources.__dict__)
 
     board = start_board()
     stop = threading.Event()
@@ -75,9 +91,16 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     watcher.start()
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     try:
-        _run_concurrently([lambda k=k: _run_fold(run, experiment, resources, plan, classes, labels,
-                                                 cache, k, board, emit) for k in todo],
-                          at_once=resources.concurrent_folds)
+        if nested is None:
+            _run_concurrently([lambda k=k: _run_fold(run, experiment, resources, plan, classes,
+                                                     labels, cache, k, board, emit) for k in todo],
+                              at_once=resources.concurrent_folds)
+        for k in todo if nested else []:  # one fold at a time: its search fills the cluster
+            chosen = _choose(run, experiment, placement, nested, plan, classes, cache, k, emit)
+            emit("resources", **resources.__dict__)
+            _run_concurrently([lambda k=k, chosen=chosen: _run_fold(
+                run, with_overrides(experiment, chosen), resources, plan, classes, labels, cache,
+                k, board, emit, chosen=chosen)], at_once=1)
     finally:
         stop.set()
         watcher.join()
@@ -87,9 +110,32 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                     summary=summarize_folds(per_fold), skipped=skipped)
 
 
+def _choose(run: RunDir, experiment: Experiment, placement: Placement, nested: SearchPlan,
+            plan: pd.DataFrame, classes: list[str], cache: Path, fold: int,
+            emit: Events) -> dict[str, Any]:
+    """The settings outer fold `fold` chose by a search on its training part (read back when a
+    resumed run's search already finished)."""
+    folder = run.search(fold)
+    if run.chosen(fold) is not None:
+        return run.chosen(fold)
+    emit("search_started", fold=fold)
+    if (folder / "tune").exists():  # an interrupted search starts again
+        import shutil
+
+        shutil.rmtree(folder / "tune")
+    found = search(experiment, placement, nested, plan=plan, classes=classes, cache=cache,
+                   folds=[fold], storage=folder, emit=emit)
+    with atomic_path(folder / TRIALS_FILE) as tmp:
+        found.trials.to_csv(tmp, index=False)
+    write_json(folder / "chosen.json", {"fold": fold, "chosen": found.best, "score": found.score,
+                                      "metric": nested.metric, "trial": found.trial})
+    emit("search_finished", fold=fold, chosen=found.best, score=found.score)
+    return found.best
+
+
 def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: pd.DataFrame,
               classes: list[str], labels: np.ndarray, cache: Path, fold: int, board,
-              emit: Events) -> None:
+              emit: Events, chosen: dict[str, Any] | None = None) -> None:
     import ray
 
     started = time.time()
@@ -121,7 +167,8 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
                    restored_from_epochs=progress.restored_from,
                    seconds=round(time.time() - started, 1), fit_seconds=round(fit_seconds, 1),
                    seen_per_class_last_epoch=progress.history[-1]["seen_per_class"],
-                   nodes=ray.get(board.nodes.remote(fold)))
+                   nodes=ray.get(board.nodes.remote(fold)),
+                   **({"chosen": chosen} if chosen is not None else {}))
     write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
     emit("fold_finished", fold=fold, metrics=metrics)
 

@@ -49,6 +49,15 @@ class RunDir:
     def fold_finished(self, k: int) -> bool:
         return (self.fold(k) / "metrics.json").is_file()
 
+    def search(self, k: int) -> Path:
+        """Fold k's nested search (`raycells cv --search`): trials.csv, chosen.json, tune/."""
+        return self.fold(k) / "search"
+
+    def chosen(self, k: int) -> dict[str, Any] | None:
+        """The settings fold k's nested search chose, if it ran one and finished."""
+        file = self.search(k) / "chosen.json"
+        return json.loads(file.read_text())["chosen"] if file.is_file() else None
+
     def checkpoint(self, k: int) -> Path | None:
         """Fold k's newest checkpoint file (`raycells.train.checkpoint`), if any."""
         files = sorted((self.fold(k) / "checkpoint").glob(CHECKPOINT_FILES))

@@ -1,7 +1,10 @@
 """Search the sampling policy (or any other setting) with Ray Tune.
 
-Each trial trains the first `trial_folds` folds of the run's fold plan with its own settings and
-is scored on those folds' inner validation splits only: no test fold is predicted here. Trials
+`search` is the one search both commands use: `raycells tune` (explore: the first `trial_folds`
+folds of a plan, the winner to best.json, whose images the search used recorded there) and
+`raycells cv --search` (nested selection: a search inside every outer fold's training part,
+`raycells.runs.cv`). Each trial trains folds of the plan with its own settings and is scored on
+those folds' inner validation splits only: no test fold is predicted here. Trials
 report after every epoch, fold after fold in the same order for every trial, so ASHA compares
 trials at the same fold and epoch and stops poor ones early. A trial's score is the mean over
 its folds of the validation metric at each fold's best epoch. The winner's settings go to
@@ -14,6 +17,7 @@ to a list of values (every value is tried: a grid) or to a range, `{"loguniform"
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.manifest import Manifest
+from ..data.manifest import Manifest, read_manifest
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..settings import Experiment, Placement, as_dict, with_overrides
@@ -93,9 +97,6 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
              events: Events | None = None) -> TuneResult:
     """Search `space` around `experiment` into the run directory `out` (a new one). Events: those
     of every run, then trial_result (every epoch of every trial) and trial_done."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     emit = events or no_events
     check_search(experiment, space, samples=samples, trial_folds=trial_folds, metric=metric)
     run = RunDir(out)
@@ -104,15 +105,65 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
                                      "space": space, "samples": samples, "trial_folds": trial_folds,
                                      "metric": metric}})
     classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
+    folds = list(range(trial_folds))
+    found = search(experiment, placement, SearchPlan(space, samples, metric, grace_epochs),
+                   plan=plan, classes=classes, cache=cache, folds=folds, storage=run.path,
+                   emit=emit)
+    with atomic_path(run.path / TRIALS_FILE) as tmp:
+        found.trials.to_csv(tmp, index=False)
+    best_file = run.path / BEST_FILE
+    write_json(best_file, {
+        "command": "tune", "metric": metric, "score": found.score, "trial": found.trial,
+        "trial_folds": trial_folds, "best": found.best,
+        "search_images": searched_images(run, plan, folds),
+        "settings": {"experiment": as_dict(with_overrides(experiment, found.best)),
+                     "placement": as_dict(placement)},
+    })
+    return TuneResult(run_dir=run.path, metric=metric, trials=found.trials, best=found.best,
+                      best_file=best_file)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What to search and how (`raycells cv --search`, `raycells tune`)."""
+
+    space: dict[str, Any]
+    samples: int = 1
+    metric: str = "macro_f1"
+    grace_epochs: int | None = None
+
+
+@dataclass
+class Search:
+    """What a search found."""
+
+    trials: pd.DataFrame
+    """One row per trial, best first (see TuneResult.trials)."""
+    best: dict[str, Any]
+    """The winner's searched settings, as Tune drew them."""
+    score: float
+    trial: str
+
+
+def search(experiment: Experiment, placement: Placement, wanted: SearchPlan, *,
+           plan: pd.DataFrame, classes: list[str], cache: Path, folds: list[int],
+           storage: Path, emit: Events = no_events) -> Search:
+    """Search `wanted.space` around `experiment` with Ray Tune and ASHA: every trial trains
+    `folds` of `plan` (their training parts) and is scored on their inner validation splits
+    only; no test fold is predicted. The Tune experiment goes to `storage`/tune."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    space, samples, metric = wanted.space, wanted.samples, wanted.metric
+    grace_epochs = wanted.grace_epochs
     resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples,
                                driver_cpus=TRIAL_CPUS)
     emit("resources", **resources.__dict__)
-
     epochs = experiment.epochs
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=experiment, plan=plan, classes=classes,
-                             cache=str(cache), resources=resources, trial_folds=trial_folds,
-                             trials_dir=str(run.path.resolve() / "tune")),
+                             cache=str(cache), resources=resources, folds=folds,
+                             trials_dir=str(storage.resolve() / "tune")),
         {"CPU": TRIAL_CPUS})
     tuner = tune.Tuner(
         trainable,
@@ -120,36 +171,66 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
         tune_config=tune.TuneConfig(
             metric=f"val_{metric}", mode="max", num_samples=samples,
             max_concurrent_trials=resources.concurrent_folds,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=trial_folds * epochs,
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=len(folds) * epochs,
                                     grace_period=grace_epochs or max(1, epochs // 2),
                                     reduction_factor=2)),
-        run_config=tune.RunConfig(name="tune", storage_path=str(run.path.resolve()), verbose=0,
+        run_config=tune.RunConfig(name="tune", storage_path=str(storage.resolve()), verbose=0,
                                   callbacks=[_progress_callback(emit, metric)]),
     )
     grid = tuner.fit()
     for result in grid:  # the trials' processes are gone once fit returns
         _release_leftovers(result.metrics)
-    trials = _trial_table(grid, list(space), metric, trial_folds, epochs)
-    with atomic_path(run.path / TRIALS_FILE) as tmp:
-        trials.to_csv(tmp, index=False)
+    trials = _trial_table(grid, list(space), metric, len(folds), epochs)
     ranked = trials[trials["status"] == "complete"]
     if ranked.empty:
-        raise RaycellsError(f"no trial completed; see {run.path / 'tune'} and {run.ray_log}.")
+        raise RaycellsError(f"no trial completed; see {storage / 'tune'} and the run's ray.log.")
     winner = ranked.iloc[0]  # the table is sorted by score
     best = {key: value for result in grid if Path(result.path).name == winner["trial"]
             for key, value in result.config.items()}  # as Tune drew them, not as the table holds them
-    best_experiment = with_overrides(experiment, best)
-    best_file = run.path / BEST_FILE
-    write_json(best_file, {
-        "command": "tune", "metric": metric, "score": float(winner["score"]),
-        "trial": winner["trial"], "trial_folds": trial_folds, "best": best,
-        "settings": {"experiment": as_dict(best_experiment), "placement": as_dict(placement)},
-    })
-    return TuneResult(run_dir=run.path, metric=metric, trials=trials, best=best, best_file=best_file)
+    return Search(trials=trials, best=best, score=float(winner["score"]), trial=winner["trial"])
+
+
+def searched_images(run: RunDir, plan: pd.DataFrame, folds: list[int]) -> dict[str, Any]:
+    """Which images a search on `folds` of `plan` used to choose its winner: every image outside
+    those folds' test parts (training and inner validation). A test score on any of them is not
+    a test of the chosen settings."""
+    test = plan["fold"].isin(folds)
+    used = ~test
+    return {"run": str(run.path.resolve()), "folds": folds, "images": int(used.sum()),
+            "untouched_test_images": int(test.sum()),
+            "note": "the search trained and scored its trials on these images: a cross-validation "
+                    "whose test folds hold them reports the winner on images that chose it. "
+                    "`raycells cv --search` selects inside each fold instead."}
+
+
+def search_overlap(config_file: str | Path, frame: pd.DataFrame) -> tuple[int, str] | None:
+    """For settings read from `config_file`: if a search chose them (a best.json), how many images
+    of `frame` (by sha1) the search used, and the search's run directory; None otherwise."""
+    try:
+        chosen = json.loads(Path(config_file).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(chosen, dict) or chosen.get("command") != "tune":
+        return None
+    recorded = chosen.get("search_images", {})
+    candidates = [Path(recorded["run"])] if recorded.get("run") else []
+    candidates.append(Path(config_file).resolve().parent)
+    source = next((RunDir(path) for path in candidates if RunDir(path).folds.is_file()), None)
+    if source is None:
+        raise RaycellsError(f"{config_file} holds settings chosen by a search, but the search's run "
+                            f"directory ({', '.join(map(str, candidates))}) is gone, so whether "
+                            "this run tests on images the search used cannot be checked. Pass "
+                            "--allow-overlap to go on anyway.")
+    plan = source.read_plan()
+    folds = recorded.get("folds", list(range(int(chosen.get("trial_folds", 1)))))
+    used_paths = set(plan.loc[~plan["fold"].isin(folds), "path"])
+    manifest = read_manifest(source.manifest).frame
+    used = set(manifest.loc[manifest["path"].isin(used_paths), "sha1"])
+    return int(frame["sha1"].isin(used).sum()), str(source.path)
 
 
 def _trial(config: dict[str, Any], *, base: Experiment, plan: pd.DataFrame,
-           classes: list[str], cache: str, resources: Resources, trial_folds: int,
+           classes: list[str], cache: str, resources: Resources, folds: list[int],
            trials_dir: str) -> None:
     """One Tune trial: train its folds one after another; every epoch's report reaches Tune.
 
@@ -169,7 +250,7 @@ def _trial(config: dict[str, Any], *, base: Experiment, plan: pd.DataFrame,
 
     board = start_board()
     trial_dir = Path(trials_dir) / Path(tune.get_context().get_trial_dir()).name
-    for fold in range(trial_folds):
+    for fold in folds:
         trainer = fold_trainer(experiment, resources, plan, classes, labels, Path(cache), fold,
                                board, storage=trial_dir / f"fold-{fold}",
                                callbacks=[ReportWithRun()])
@@ -204,6 +285,7 @@ def _release_leftovers(result: dict | None) -> None:
 
 
 def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: int) -> pd.DataFrame:
+    """One row per trial (`trial_folds`: how many folds each trains), best score first."""
     rows = []
     for result in grid:
         history = result.metrics_dataframe
