@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -22,10 +23,16 @@ def _probs(run) -> np.ndarray:
 
 def test_the_fold_models_are_averaged_and_scored_like_a_run(ray_session, aml_run, matek_dir,
                                                             tmp_path):
-    manifest = index_dataset(matek_dir)
-    both = run_evaluate(tmp_path / "both", aml_run, manifest)
+    manifest = index_dataset(matek_dir)  # the images the run trained on: allowed, and recorded
+    with pytest.raises(RaycellsError, match=r"160 of the 160 images are byte-identical to images "
+                                            r"the network\(s\) .* trained on.*--allow-overlap"):
+        run_evaluate(tmp_path / "both", aml_run, manifest)
+    both = run_evaluate(tmp_path / "both", aml_run, manifest, allow_overlap=True)
     assert both.folds == [0, 1] and not both.left_out
-    one = [run_evaluate(tmp_path / f"fold{k}", aml_run, manifest, fold=k) for k in (0, 1)]
+    warnings = json.loads((tmp_path / "both" / "config.json").read_text())["data"]["warnings"]
+    assert len(warnings) == 1 and "not test results" in warnings[0]
+    one = [run_evaluate(tmp_path / f"fold{k}", aml_run, manifest, fold=k, allow_overlap=True)
+           for k in (0, 1)]
     assert [r.folds for r in one] == [[0], [1]]
     np.testing.assert_allclose(_probs(tmp_path / "both"),
                                (_probs(tmp_path / "fold0") + _probs(tmp_path / "fold1")) / 2, atol=1e-6)
@@ -38,6 +45,12 @@ def test_the_fold_models_are_averaged_and_scored_like_a_run(ray_session, aml_run
     assert scores.folds == [0] and scores.summary["accuracy"][0] == pytest.approx(metrics["accuracy"])
     with pytest.raises(RaycellsError, match="trained no models .*raycells evaluate"):
         run_evaluate(tmp_path / "again", tmp_path / "both", manifest)
+
+    # Fold 0's network on fold 0's test images alone: none of them trained it.
+    plan = pd.read_parquet(aml_run / "folds.parquet")
+    test = manifest.frame[manifest.frame["path"].isin(plan.loc[plan["fold"] == 0, "path"])]
+    held_out = dataclasses.replace(manifest, frame=test.reset_index(drop=True))
+    assert run_evaluate(tmp_path / "held-out", aml_run, held_out, fold=0).folds == [0]
 
 
 def test_other_classes_need_a_mapping_and_unfinished_sources_are_refused(aml_run, small_pbc, tmp_path):

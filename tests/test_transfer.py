@@ -39,7 +39,7 @@ def _batch_norm_keys(model: nn.Module) -> set[str]:
 
 def _final_state(run, fold: int) -> dict[str, torch.Tensor]:
     checkpoint = sorted((run / f"fold-{fold}" / "checkpoint").glob("epoch-*/state.pt"))[-1]
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
 
 
 def test_transfer_runs_both_phases_on_two_workers_and_keeps_batch_norm(
@@ -113,11 +113,26 @@ def test_bad_sources_are_named_with_the_fix(aml_run, tmp_path):
     assert find_source(weights, model="resnet18").model == "resnet18"
 
 
+def test_a_target_the_source_network_trained_on_is_refused(aml_run, matek_dir, tmp_path):
+    """Transferring the AML run's network to the AML images themselves would test it on images it
+    trained on: refused before anything is written."""
+    from raycells.data.index import index_dataset
+
+    out = tmp_path / "onto-itself"
+    source = find_source(aml_run)
+    experiment, placement = build_settings(preset="transfer", flags={
+        **source_settings(source, out), **SMALL, "data": str(matek_dir)})
+    with pytest.raises(RaycellsError, match=r"images are byte-identical to images the network\(s\) "
+                                            r"of .* trained on.*--allow-overlap"):
+        run_transfer(out, experiment, placement, source=source, manifest=index_dataset(matek_dir))
+    assert not out.exists()
+
+
 def test_a_best_source_is_the_fold_with_the_best_validation_score(aml_run):
     scores = {}
     for k in (0, 1):
         state = torch.load(sorted((aml_run / f"fold-{k}" / "checkpoint").glob("epoch-*/state.pt"))[-1],
-                           weights_only=False)
+                           weights_only=True)
         scores[k] = state["best"]["val_macro_f1"]
     source = find_source(aml_run)
     assert source.fold == max(scores, key=scores.get) and source.classes == sorted(source.classes)

@@ -15,7 +15,7 @@ from ..runs.setup import open_run
 from ..settings import Placement
 from .common import console, load_dataset, reported_errors, status
 from .live import LiveDisplay, print_tables
-from .options import Out, takes_settings
+from .options import AllowOverlap, Out, takes_settings
 
 From = Annotated[Path, typer.Option(
     "--from", help="Run directory whose trained models predict (raycells cv or transfer).")]
@@ -30,7 +30,7 @@ Map = Annotated[str | None, typer.Option(
 
 @takes_settings("data", "address")
 def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = None,
-             out: Out = None) -> None:
+             out: Out = None, allow_overlap: AllowOverlap = False) -> None:
     """Run trained models on new images: predictions, metrics and the report, as for a cv run."""
     with reported_errors():
         run = open_run(out, "evaluate", resumable=False)
@@ -39,15 +39,16 @@ def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = 
         result = display.run(
             lambda: run_evaluate(run.path, from_, manifest, fold=fold, mapping=map_,
                                  placement=Placement(address=flags["address"]),
-                                 events=display.event),
+                                 events=display.event, allow_overlap=allow_overlap),
             run.path, "Nothing was written; run the evaluation again.")
         if result.left_out:
             counts = ", ".join(f"{label} {n:,}" for label, n in result.left_out.items())
             status.print(f"Left out (no counterpart among the network's classes): {counts}.")
         scores = score_run(run.path)
-        synthetic = manifest.synthetic
-        written = write_report(scores, run.report, synthetic=synthetic)
-    print_tables(report_tables(scores, synthetic=synthetic))
+        facts = {"synthetic": manifest.synthetic,
+                 "warnings": run.read_config()["data"].get("warnings", [])}
+        written = write_report(scores, run.report, **facts)
+    print_tables(report_tables(scores, **facts))
     console.print(f"Evaluation of {from_} on {manifest.root} written to {run.path}; report: "
                   f"{', '.join(written)}")
 

@@ -12,7 +12,15 @@ from ..runs.setup import open_run
 from ..runs.transfer import choose_source, run_transfer, transfer_flags
 from .common import reported_errors, settings_and_data, status
 from .live import FoldsDisplay, print_folds
-from .options import TRAINING_SETTINGS, TRANSFER_PHASES, Config, Out, Resume, takes_settings
+from .options import (
+    TRAINING_SETTINGS,
+    TRANSFER_PHASES,
+    AllowOverlap,
+    Config,
+    Out,
+    Resume,
+    takes_settings,
+)
 
 From = Annotated[Path | None, typer.Option(
     "--from", help="The trained network: a run directory (the network of its best fold, or of "
@@ -26,7 +34,8 @@ Best = Annotated[bool, typer.Option(
 
 @takes_settings(*(name for name in TRAINING_SETTINGS if name != "weights"), *TRANSFER_PHASES)
 def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best: Best = False,
-             config: Config = None, out: Out = None, resume: Resume = False) -> None:
+             config: Config = None, out: Out = None, resume: Resume = False,
+             allow_overlap: AllowOverlap = False) -> None:
     """Adapt a trained network to another dataset: new head, then fine-tuning, with k-fold CV."""
     with reported_errors():
         source = choose_source(from_, fold=fold, best=best, model=flags["model"], resume=resume)
@@ -39,7 +48,8 @@ def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best:
         display = FoldsDisplay()
         result = display.run(
             lambda: run_transfer(run.path, experiment, placement, source=source,
-                                 manifest=manifest, resume=resume, events=display.event),
+                                 manifest=manifest, resume=resume, events=display.event,
+                                 allow_overlap=allow_overlap),
             run.path, "Finished folds and checkpoints are kept: continue with "
                       f"`raycells transfer --resume --out {run.path}`.")
     print_folds(result)

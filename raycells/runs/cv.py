@@ -54,16 +54,16 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
            manifest: Manifest | None = None, resume: bool = False,
            only_folds: list[int] | None = None, events: Events | None = None,
            command: str = "cv", extra: dict[str, Any] | None = None,
-           nested: SearchPlan | None = None) -> CvResult:
+           nested: SearchPlan | None = None, warnings: list[str] = ()) -> CvResult:
     """Cross-validate `experiment` into the run directory `out`.
 
     A new run needs `manifest`; `resume` reopens an existing run directory (refusing different
     settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
     restricts training to those folds (the others are left for a later call). `command` and
-    `extra` go to a new run's config.json. `nested` searches settings inside every fold (see the
-    module's docstring). Events: those of every run, then fold_skipped, fold_started, status
-    (every fold's progress), fold_finished; with `nested` also search_started, the search's
-    trial_result and trial_done, and search_finished."""
+    `extra` go to a new run's config.json, `warnings` to its data warnings. `nested` searches
+    settings inside every fold (see the module's docstring). Events: those of every run, then
+    fold_skipped, fold_started, status (every fold's progress), fold_finished; with `nested`
+    also search_started, the search's trial_result and trial_done, and search_finished."""
     emit = events or no_events
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
     if any(not 0 <= k < experiment.folds for k in wanted):
@@ -75,7 +75,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                                              "grace_epochs": nested.grace_epochs}}
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume, command=command,
-                                 extra=extra)
+                                 extra=extra, warnings=warnings)
     classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
     todo = [k for k in wanted if not run.fold_finished(k)]
     skipped = [k for k in wanted if k not in todo]

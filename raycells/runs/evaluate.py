@@ -28,7 +28,7 @@ from ..settings import Placement
 from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
 from ..train.predict import predict_rows, predictions_frame
 from ..train.trainer import init_ray
-from .rundir import RunDir, write_config, write_plan
+from .rundir import RunDir, overlap_with_training, write_config, write_plan
 from .setup import Events, no_events, open_run
 
 
@@ -45,21 +45,26 @@ class Evaluation:
 
 def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
                  fold: int | None = None, mapping: str | None = None,
-                 placement: Placement | None = None, events: Events | None = None) -> Evaluation:
+                 placement: Placement | None = None, events: Events | None = None,
+                 allow_overlap: bool = False) -> Evaluation:
     """Predict the images of `manifest` with the models of `source_run` (all finished folds, their
     probabilities averaged, or fold `fold`) into the new run directory `out`. Labels must be the
     source run's classes, or `mapping` (pbc-to-aml, or a .json/.csv file) maps them there.
-    Events: prepared, cache, then model (fold, done, total) as each fold's model predicts."""
+    Images the networks trained on (by sha1) are refused unless `allow_overlap`, and then
+    recorded as a warning. Events: prepared, cache, then model (fold, done, total) as each fold's
+    model predicts."""
     emit = events or no_events
     source = RunDir(source_run)
     settings = source.training_settings()
     classes = list(source.read_config()["data"]["classes"])
     folds = _model_folds(source, settings["folds"], fold)
     frame, left_out = _scored_images(manifest, classes, mapping, settings.get("labels", "class"))
+    overlap = overlap_with_training(frame, source, folds, allow=allow_overlap)
+    warnings = [overlap] if overlap else []
     run = open_run(out, "evaluate", resumable=False)
 
     emit("prepared", run_dir=str(run.path), images=len(frame), classes=classes,
-         synthetic=manifest.synthetic, source=manifest.source, extra={})
+         synthetic=manifest.synthetic, source=manifest.source, extra={}, warnings=warnings)
     init_ray(placement or Placement())
     import ray
 
@@ -86,7 +91,8 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
                      "combined": "mean of the fold models' probabilities" if len(folds) > 1 else "one fold's model",
                      "map": mapping, "left_out": left_out},
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
-                 "synthetic": manifest.synthetic, "images": len(frame), "classes": classes},
+                 "synthetic": manifest.synthetic, "images": len(frame), "classes": classes,
+                 "warnings": warnings},
     })
     write_manifest(Manifest(frame=frame, root=manifest.root, layout=manifest.layout,
                             source=manifest.source, synthetic=manifest.synthetic), run.manifest)

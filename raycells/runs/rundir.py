@@ -82,6 +82,32 @@ class RunDir:
     def read_plan(self) -> pd.DataFrame:
         return pd.read_parquet(self.folds)
 
+    def trained_on(self, folds: list[int]) -> set[str]:
+        """The sha1s of the images the networks of `folds` saw in training: every image outside
+        their test folds (training part, inner validation that picked their epoch, extra
+        training images)."""
+        plan = self.read_plan()
+        seen = set().union(*(set(plan.loc[plan["fold"] != k, "path"]) for k in folds))
+        manifest = pd.read_parquet(self.manifest, columns=["path", "sha1"])
+        return set(manifest.loc[manifest["path"].isin(seen), "sha1"].dropna())
+
+
+def overlap_with_training(frame: pd.DataFrame, source: RunDir, folds: list[int], *,
+                          allow: bool) -> str | None:
+    """Refuse to score `frame`'s images with networks that trained on some of them (by sha1), or
+    with `allow` return the warning to show and record; None when there is no overlap."""
+    count = int(frame["sha1"].isin(source.trained_on(folds)).sum())
+    if not count:
+        return None
+    text = (f"{count:,} of the {len(frame):,} images are byte-identical to images the network(s) "
+            f"of {source.path} (fold {', '.join(map(str, folds))}) trained on: scores on them are "
+            "not test results.")
+    if not allow:
+        raise RaycellsError(f"{text} Leave them out of the dataset, choose a fold whose test part "
+                            "holds them (--fold), or pass --allow-overlap to go on knowing the "
+                            "scores are optimistic.")
+    return text
+
 
 def write_plan(plan: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:

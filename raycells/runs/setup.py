@@ -63,12 +63,12 @@ def run_settings(run: RunDir, flags: dict[str, Any], *, preset: str | None = Non
 
 def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                 manifest: Manifest | None, resume: bool, *, command: str = "cv",
-                extra: dict[str, Any] | None = None,
-                resumable: bool = True) -> tuple[Manifest, pd.DataFrame]:
+                extra: dict[str, Any] | None = None, resumable: bool = True,
+                warnings: list[str] = ()) -> tuple[Manifest, pd.DataFrame]:
     """Start a run directory (config.json, manifest.parquet, folds.parquet), or reopen one for
     --resume after checking its settings (see `open_run` for the refusals); returns the manifest
     and the fold plan. `command` and `extra` go to a new run's config.json, with the data's
-    warnings: label conflicts and the shortcut check's findings."""
+    warnings: the caller's `warnings`, label conflicts and the shortcut check's findings."""
     run = open_run(run.path, command, resume=resume, resumable=resumable)
     if resume:
         saved = run.read_config()
@@ -81,8 +81,8 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     if manifest is None:
         raise RaycellsError("a new run needs a dataset: pass --data.")
     frame = training_labels(manifest.frame, experiment.labels, manifest.root)
-    keep, warnings = _label_conflicts(frame, experiment.drop_conflicts)
-    warnings += check_shortcuts(frame, seed=experiment.seed).warnings()
+    keep, conflicts = _label_conflicts(frame, experiment.drop_conflicts)
+    warnings = [*warnings, *conflicts, *check_shortcuts(frame, seed=experiment.seed).warnings()]
     base, frame = manifest.frame[keep].reset_index(drop=True), frame[keep].reset_index(drop=True)
     dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
     if experiment.folds_from:

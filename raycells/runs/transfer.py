@@ -21,7 +21,7 @@ from ..files import atomic_path
 from ..settings import Experiment, Placement
 from ..train.checkpoint import PATTERN, load_checkpoint
 from .cv import CvResult, run_cv
-from .rundir import RunDir
+from .rundir import RunDir, overlap_with_training
 from .setup import Events, open_run
 
 SOURCE_FILE = "source.pt"
@@ -117,22 +117,30 @@ def transfer_flags(source: Source | None, out: str | Path, flags: dict[str, Any]
 
 def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, *,
                  source: Source | None = None, manifest: Manifest | None = None,
-                 resume: bool = False, events: Events | None = None) -> CvResult:
+                 resume: bool = False, events: Events | None = None,
+                 allow_overlap: bool = False) -> CvResult:
     """Cross-validate `experiment` (with `source_settings`) from `source` into the run
-    directory `out`; `resume` continues a transfer run, whose source.pt is already there."""
+    directory `out`; `resume` continues a transfer run, whose source.pt is already there. Images
+    the source network trained on (by sha1) would be tested after training on them: refused
+    unless `allow_overlap`, and then recorded as a warning."""
     if experiment.transfer is None:
         raise RaycellsError("a transfer run needs transfer settings: add source_settings(...).")
     run = open_run(out, "transfer", resume=resume)
+    warnings = []
     if not resume:
         if source is None:
             raise RaycellsError("a new transfer run needs a source network: pass --from.")
+        if source.fold is not None and manifest is not None:
+            overlap = overlap_with_training(manifest.frame, RunDir(source.path), [source.fold],
+                                            allow=allow_overlap)
+            warnings = [overlap] if overlap else []
         with atomic_path(run.path / SOURCE_FILE) as tmp:
             torch.save({**source.summary(), "model_name": source.model, "model": source.weights}, tmp)
     elif not (run.path / SOURCE_FILE).is_file():
         raise RaycellsError(f"{run.path / SOURCE_FILE} is missing: it holds the source network's "
                             "weights. Start the transfer again in a new --out.")
     return run_cv(out, experiment, placement, manifest=manifest, resume=resume, events=events,
-                  command="transfer",
+                  command="transfer", warnings=warnings,
                   extra=None if source is None else {"transfer_source": source.summary()})
 
 
