@@ -25,7 +25,8 @@ def main(run: Path, seconds: int | None, command: str, baseline: Path | None) ->
            "accuracy": s["accuracy"], "balanced_accuracy": s["balanced_accuracy"],
            "macro_f1": s["macro_f1"], "ddof": s["ddof"],
            "fold_seconds": [per_fold[k]["seconds"] for k in sorted(per_fold)],
-           "per_class_sensitivity": {code: row["sensitivity"] for code, row in s["per_class"].items()}}
+           "per_class_sensitivity": {code: row["sensitivity"] for code, row in s["per_class"].items()},
+           "chosen": {k: per_fold[k]["chosen"] for k in sorted(per_fold) if "chosen" in per_fold[k]}}
     if baseline is not None:
         (comparison,) = compare([score_run(baseline), score_run(run)])
         out["against"] = {"baseline": str(baseline), "paired": comparison.paired,

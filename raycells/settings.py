@@ -81,6 +81,9 @@ class Sampling:
     """oversample: images per class per epoch; None means the largest class's size."""
     cap: float | None = None
     """oversample: most copies of one image per epoch; None means no cap."""
+    same_length: bool = False
+    """Scale every class's copies so that an epoch holds as many images as the training part
+    (large classes then subsampled each epoch): policies compared at equal compute."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -93,7 +96,7 @@ class Sampling:
     @property
     def resamples(self) -> bool:
         """Whether epochs differ from one pass over the training images."""
-        return self.policy in ("oversample", "sqrt")
+        return self.policy in ("oversample", "sqrt")  # same_length changes no other policy
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ class Experiment:
     sampling: Sampling = field(default_factory=Sampling)
     """Per-epoch class balancing of the training part: none, oversample, sqrt or class-weighted;
     oversample takes a target per class and a cap on copies per image, as in
-    "oversample,target=10000,cap=20" (target default: the largest class)."""
+    "oversample,target=10000,cap=20" (target default: the largest class); same_length=true keeps
+    every epoch as long as the training part, to compare policies at equal compute."""
     weights: str | None = None
     """Initial weights file (a state dict or raycells checkpoint; none: from scratch). A transfer
     run loads every weight but the head's."""

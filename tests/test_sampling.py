@@ -32,6 +32,17 @@ def test_each_policy_gives_its_class_counts():
     assert per_class(Sampling("class-weighted")).tolist() == [100, 10, 1]
 
 
+def test_same_length_epochs_hold_as_many_images_as_the_training_part():
+    """At equal compute every policy's epoch is as long as one pass over the training images; the
+    class proportions stay the policy's (oversample: equal classes, the largest subsampled)."""
+    for policy in ("none", "oversample", "sqrt", "class-weighted"):
+        counts = per_class(Sampling(policy, same_length=True))
+        assert counts.sum() == pytest.approx(COUNTS.sum())
+    assert per_class(Sampling("oversample", same_length=True)) == pytest.approx([37, 37, 37])
+    assert Sampling("oversample", same_length=True).resamples
+    assert not Sampling("none", same_length=True).resamples
+
+
 def test_only_class_weighting_weighs_the_loss():
     weights = loss_weights(Sampling("class-weighted"), np.array([100, 10, 1, 0]))
     assert weights == pytest.approx([111 / 300, 111 / 30, 111 / 3, 0])

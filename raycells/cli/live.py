@@ -29,6 +29,7 @@ class LiveDisplay:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: Live | None = None
+        self._resources = ""
         self._cache: tuple | None = None
 
     def event(self, kind: str, **info: Any) -> None:
@@ -85,9 +86,11 @@ class LiveDisplay:
 
     def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
         where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
-        status.print(f"Each {self.unit}: {workers} worker(s) x {where}; "
-                     f"{concurrent_folds} {self.unit}(s) at a time.")
-        if self._live:  # a nested search announces its trials' resources, then the fold's
+        line = f"Each {self.unit}: {workers} worker(s) x {where}; {concurrent_folds} {self.unit}(s) at a time."
+        if line != self._resources:  # a nested search announces its trials', then each fold's
+            status.print(line)
+            self._resources = line
+        if self._live:
             return
         self._live = Live(self._table(), console=status, refresh_per_second=2, transient=False,
                           redirect_stdout=False, redirect_stderr=False)

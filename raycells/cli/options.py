@@ -47,14 +47,20 @@ def parse_augment(text: str) -> Any:
 
 
 def parse_sampling(text: str) -> dict[str, Any]:
-    """--sampling: a policy, then target= and cap=, such as "oversample,target=10000,cap=20"."""
+    """--sampling: a policy, then target=, cap= and same_length=, such as
+    "oversample,target=10000,cap=20" or "sqrt,same_length=true"."""
     policy, *parameters = [part.strip() for part in text.split(",")]
     values: dict[str, Any] = {"policy": policy}
     for part in parameters:
         key, sep, value = part.partition("=")
-        if not sep or key not in ("target", "cap"):
-            raise RaycellsError(f'--sampling {text!r}: expected a policy, then target= or cap=, '
-                                'such as "oversample,target=10000,cap=20".')
+        if not sep or key not in ("target", "cap", "same_length"):
+            raise RaycellsError(f'--sampling {text!r}: expected a policy, then target=, cap= or '
+                                'same_length=, such as "oversample,target=10000,cap=20".')
+        if key == "same_length":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise RaycellsError(f"--sampling: same_length is true or false, not {value!r}.")
+            values[key] = value.lower() in ("true", "1")
+            continue
         try:
             values[key] = int(value) if key == "target" else float(value)
         except ValueError:

@@ -14,6 +14,10 @@ never reach disk, validation or test.
 - `sqrt`: class counts proportional to the square root of the class size, epochs as long as
   without sampling (large classes are subsampled, small ones repeated).
 - `class-weighted`: every image once; the loss weighs each class by n / (classes * class size).
+
+With `same_length`, the copies are scaled so that every epoch holds as many images as the training
+part, whatever the policy (large classes are then subsampled): policies compared that way see the
+same number of images, so a difference is balance, not more gradient steps.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def expected_copies(sampling: Sampling, class_counts: np.ndarray) -> np.ndarray:
     elif sampling.policy == "sqrt":
         roots = np.sqrt(counts)
         copies[present] = counts.sum() * roots[present] / roots.sum() / counts[present]
+    if sampling.same_length and present.any():
+        copies = copies * counts.sum() / (counts * copies).sum()
     return copies
 
 

@@ -1,13 +1,14 @@
 """The shortcut check: can the label be read without looking at the cell?
 
 If one class's images differ from the others in how they were acquired or saved (pixel size, file
-format, JPEG quantisation tables, file size), a network can learn that instead of the morphology,
+format and mode, JPEG quantisation tables), a network can learn that instead of the morphology,
 and its scores look better than they are. The check asks a simple classifier (a random forest,
 scikit-learn) to predict the label from such facts of each image alone (the manifest's
 APPEARANCE columns), under stratified cross-validation, and names every class it separates with
-a one-vs-rest ROC AUC of at least AUC_LIMIT, with the facts that give it away. Colour statistics
-of the whole image are checked separately: they are partly the cell's own staining, so a class
-they separate is reported as worth a look, not as a shortcut.
+a one-vs-rest ROC AUC of at least AUC_LIMIT, with the facts that give it away. Whole-image
+colour statistics and the compressed file size are checked separately: they depend on the
+picture's content, the cell included (a granular cell compresses worse, an eosinophil is red), so
+a class they separate is reported as worth a look, not as a shortcut.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ FACTS = {
     "size": ("width", "height"),
     "file format and mode": ("format", "mode"),
     "JPEG quantisation tables": ("quant",),
-    "file size": ("file_bytes",),
 }
 """How an image was acquired and saved, by name: each a way to read a label without the cell."""
 
-COLOUR = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b")
+CONTENT = {
+    "colour statistics": ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b"),
+    "file size": ("file_bytes",),
+}
+"""Facts of the whole picture that depend on its content, the cell included."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,9 @@ class Giveaway:
 @dataclass
 class ShortcutCheck:
     shortcuts: list[Giveaway] = field(default_factory=list)
-    """Classes readable from acquisition facts (size, format, quantisation tables, file size)."""
-    colour: list[Giveaway] = field(default_factory=list)
-    """Classes readable from whole-image colour statistics (partly the cell itself)."""
+    """Classes readable from acquisition facts (size, format and mode, quantisation tables)."""
+    content: list[Giveaway] = field(default_factory=list)
+    """Classes readable from colour statistics or file size (partly the cell itself)."""
     skipped: str | None = None
     """Why the check could not run, if it could not."""
 
@@ -61,12 +65,12 @@ class ShortcutCheck:
                 "scores with this in mind."]
 
     def notes(self) -> list[str]:
-        if not self.colour:
+        if not self.content:
             return []
-        named = "; ".join(_describe(found) for found in self.colour)
-        return [f"colour statistics of the whole image separate {named}. This is partly the "
-                "cells' own staining; differences in illumination or background between classes "
-                "would be a shortcut."]
+        named = "; ".join(_describe(found) for found in self.content)
+        return [f"whole-image statistics separate {named}. They are partly the cells' own look "
+                "(staining, granularity); differences in illumination, background or "
+                "compression between classes would be a shortcut."]
 
 
 def check_shortcuts(frame: pd.DataFrame, *, seed: int = 0, limit: float = AUC_LIMIT) -> ShortcutCheck:
@@ -80,17 +84,23 @@ def check_shortcuts(frame: pd.DataFrame, *, seed: int = 0, limit: float = AUC_LI
     if not facts:
         return ShortcutCheck(skipped="the manifest records no image facts (it was written by an "
                                      "older raycells): index the dataset again")
-    check = ShortcutCheck()
-    acquisition = _aucs(frame, [c for columns in facts.values() for c in columns], labels, splits, seed)
-    flagged = [label for label, auc in acquisition.items() if auc >= limit]
-    if flagged:
-        alone = {name: _aucs(frame, columns, labels, splits, seed) for name, columns in facts.items()}
-        check.shortcuts = [_giveaway(label, acquisition[label], alone, limit) for label in flagged]
-    if _known(frame, COLOUR):
-        colour = _aucs(frame, list(COLOUR), labels, splits, seed)
-        check.colour = [Giveaway(label, auc, [])
-                        for label, auc in colour.items() if auc >= limit]
-    return check
+    content = {name: columns for name, columns in CONTENT.items() if _known(frame, columns)}
+    return ShortcutCheck(shortcuts=_giveaways(frame, facts, labels, splits, seed, limit),
+                         content=_giveaways(frame, content, labels, splits, seed, limit))
+
+
+def _giveaways(frame: pd.DataFrame, facts: dict[str, tuple[str, ...]], labels: np.ndarray,
+               splits: int, seed: int, limit: float) -> list[Giveaway]:
+    """The classes `facts` together separate, each with the facts that do it alone."""
+    if not facts:
+        return []
+    together = _aucs(frame, [c for columns in facts.values() for c in columns], labels, splits, seed)
+    flagged = [label for label, auc in together.items() if auc >= limit]
+    if not flagged:
+        return []
+    alone = ({name: _aucs(frame, columns, labels, splits, seed) for name, columns in facts.items()}
+             if len(facts) > 1 else {name: together for name in facts})
+    return [_giveaway(label, together[label], alone, limit) for label in flagged]
 
 
 def _giveaway(label: str, auc: float, alone: dict[str, dict[str, float]], limit: float) -> Giveaway:
@@ -100,8 +110,6 @@ def _giveaway(label: str, auc: float, alone: dict[str, dict[str, float]], limit:
 
 
 def _describe(found: Giveaway) -> str:
-    if not found.facts:
-        return f"{found.label} (AUC {found.auc:.2f})"
     facts = ", ".join(f"{name} (AUC {auc:.2f})" for name, auc in found.facts)
     return f"{found.label} (AUC {found.auc:.2f}: {facts})"
 
