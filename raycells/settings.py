@@ -186,6 +186,10 @@ class Experiment:
     tta: bool = True
     """Test-time augmentation: each test image's probabilities are averaged over its 8 flips and
     right-angle rotations (exact views, no interpolation). Validation is never augmented."""
+    deterministic: bool = False
+    """Deterministic GPU kernels: cuDNN's deterministic convolution algorithms, no benchmark
+    search, torch's deterministic algorithms (ops without one warn in ray.log). Slower; CPU runs
+    repeat exactly without it."""
     keep_epoch: str = "best"
     """Which epoch's network a fold keeps and tests: best (highest macro F1 on the inner
     validation split) or last (no selection, as in Matek et al. 2019)."""

@@ -74,3 +74,4 @@ def test_contrast_changes_contrast_not_brightness():
     y = RandomContrastAroundMean((0.5, 0.5), p=1.0)(x)
     assert torch.allclose(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-3)
     assert torch.allclose(y.std(dim=(1, 2, 3)), 0.5 * x.std(dim=(1, 2, 3)), rtol=0.02)
+

@@ -109,6 +109,7 @@ SETTINGS: dict[str, Setting] = {
     "augment": Setting(Experiment, str, TRAINING, parse=parse_augment, shown="on"),
     "tta": Setting(Experiment, bool, TRAINING, ("--tta/--no-tta",)),
     "keep_epoch": Setting(Experiment, str, TRAINING),
+    "deterministic": Setting(Experiment, bool, TRAINING, ("--deterministic",)),
     "seed": Setting(Experiment, int, TRAINING),
     "head_epochs": Setting(Transfer, int, TRAINING),
     "head_lr": Setting(Transfer, float, TRAINING),

@@ -55,7 +55,7 @@ class ShortcutCheck:
     """Why the check could not run, if it could not."""
 
     def warnings(self) -> list[str]:
-        """What a user must hear: the shortcuts found (colour findings are `notes`)."""
+        """What a user must hear: the shortcuts found (content findings are `notes`)."""
         if not self.shortcuts:
             return []
         named = "; ".join(_describe(found) for found in self.shortcuts)

@@ -73,6 +73,7 @@ class FoldTraining:
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         torch.set_num_threads(job.threads)
+        set_determinism(experiment.deterministic)
         torch.manual_seed(derive_seed(experiment.seed, "init", job.fold))  # DDP copies rank 0's
         self.device = ray.train.torch.get_device()
         self.on_gpu = self.device.type == "cuda"
@@ -231,6 +232,19 @@ class FoldTraining:
                                epochs=self.job.epochs, batch=batch,
                                batches=self.job.steps_per_epoch, loss=loss,
                                images_per_s=images_per_s)
+
+
+def set_determinism(on: bool) -> None:
+    """With `on`, GPU kernels that repeat bit for bit: cuDNN's deterministic algorithms without
+    its benchmark search, torch's deterministic implementations (an op without one warns rather
+    than stops), and the cuBLAS workspace setting they need. CPU kernels repeat either way."""
+    import os
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
 
 
 def epoch_seed(job: FoldJob, epoch: int, rank: int) -> int:
