@@ -18,7 +18,8 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
         (["cv", "--folds", "1"], "folds = 1 is not valid"),
         (["cv", "--sampling", "smote"], "sampling = 'smote' is not valid"),
         (["cv", "--labels", "coarse"], "labels = 'coarse' is not valid"),
-        (["cv", "--sampling", "oversample,goal=3"], "then target= or cap="),
+        (["cv", "--sampling", "oversample,goal=3"], "then target=, cap= or same_length="),
+        (["cv", "--sampling", "sqrt,same_length=maybe"], "same_length is true or false"),
         (["cv", "--out", "s3://bucket/run"], "a run directory is a folder, not a URL"),
     ]
     for args, message in cases:
