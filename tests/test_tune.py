@@ -80,15 +80,15 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
         best["search_images"]["images"], str(run.resolve()))
     tuned, placement = build_settings(config_file=run / "best.json", flags={"epochs": 1, "folds": 2})
     assert tuned.sampling.policy == result.best["sampling.policy"]
-    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=index_dataset(data))
-    assert sorted(cv.per_fold) == [0, 1]
+    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=index_dataset(data), only_folds=[1])
+    assert sorted(cv.per_fold) == [1]
 
 
 def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ray_session,
                                                                                small_pbc, tmp_path):
-    """cv --search: each outer fold's search trains and scores trials on that fold's training part
+    """cv --search: an outer fold's search trains and scores trials on that fold's training part
     only, its winner is trained again with the chosen settings and tested once; the run directory
-    and the report say what each fold chose."""
+    and the report say what the fold chose. (One fold of two, to keep the suite short.)"""
     from raycells.data.manifest import read_manifest
     from raycells.report.scoring import score_run
     from raycells.report.writers import report_tables
@@ -99,11 +99,12 @@ def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ra
     seen = []
     result = run_cv(run, experiment, placement, manifest=read_manifest(small_pbc),
                     nested=SearchPlan({"sampling.policy": ["none", "oversample"]}, grace_epochs=1),
-                    events=lambda kind, **info: seen.append(kind))
-    assert seen.count("search_started") == 2 and seen.count("search_finished") == 2
+                    events=lambda kind, **info: seen.append(kind), only_folds=[1])
+    assert seen.count("search_started") == 1 and seen.count("search_finished") == 1
+    assert not (run / "fold-0").exists()
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["space"] == {"sampling.policy": ["none", "oversample"]}
-    for k in (0, 1):
+    for k in (1,):
         search = run / f"fold-{k}" / "search"
         chosen = json.loads((search / "chosen.json").read_text())["chosen"]
         trials = pd.read_csv(search / "trials.csv")
@@ -115,5 +116,5 @@ def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ra
         assert final["experiment"]["sampling"]["policy"] == chosen["sampling.policy"]
         assert result.per_fold[k]["chosen"] == chosen
     tables = {t.title: t for t in report_tables(score_run(run))}
-    assert [row[0] for row in tables["Settings chosen in each fold"].rows] == ["0", "1"]
+    assert [row[0] for row in tables["Settings chosen in each fold"].rows] == ["1"]
     assert tables["Settings chosen in each fold"].rows[0][1].startswith("sampling.policy=")
