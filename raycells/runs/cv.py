@@ -95,12 +95,14 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
             _run_concurrently([lambda k=k: _run_fold(run, experiment, resources, plan, classes,
                                                      labels, cache, k, board, emit) for k in todo],
                               at_once=resources.concurrent_folds)
-        for k in todo if nested else []:  # one fold at a time: its search fills the cluster
-            chosen = _choose(run, experiment, placement, nested, plan, classes, cache, k, emit)
-            emit("resources", **resources.__dict__)
-            _run_concurrently([lambda k=k, chosen=chosen: _run_fold(
-                run, with_overrides(experiment, chosen), resources, plan, classes, labels, cache,
-                k, board, emit, chosen=chosen)], at_once=1)
+        else:  # one fold at a time: its search fills the cluster
+            for k in todo:
+                chosen = _choose(run, experiment, placement, nested, plan, classes, cache, k, emit)
+                emit("resources", **resources.__dict__)
+                # In a daemon thread like every fold, so that Ctrl-C ends the process at once.
+                _run_concurrently([lambda k=k, chosen=chosen: _run_fold(
+                    run, with_overrides(experiment, chosen), resources, plan, classes, labels,
+                    cache, k, board, emit, chosen=chosen)], at_once=1)
     finally:
         stop.set()
         watcher.join()
