@@ -15,6 +15,7 @@ chose go to fold-<k>/search/chosen.json and its trials to fold-<k>/search/trials
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -118,12 +119,11 @@ def _choose(run: RunDir, experiment: Experiment, placement: Placement, nested: S
     """The settings outer fold `fold` chose by a search on its training part (read back when a
     resumed run's search already finished)."""
     folder = run.search(fold)
-    if run.chosen(fold) is not None:
-        return run.chosen(fold)
+    chosen = run.chosen(fold)
+    if chosen is not None:
+        return chosen
     emit("search_started", fold=fold)
     if (folder / "tune").exists():  # an interrupted search starts again
-        import shutil
-
         shutil.rmtree(folder / "tune")
     found = search(experiment, placement, nested, plan=plan, classes=classes, cache=cache,
                    folds=[fold], storage=folder, emit=emit)
