@@ -114,3 +114,27 @@ def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
     first, again = run("first", 7), run("again", 7)
     assert first[0] == again[0], "predictions.parquet differs between two runs with one seed"
     pd.testing.assert_frame_equal(first[1], again[1])
+
+
+def test_label_conflicts_are_warned_about_or_left_out(pbc_manifest, tmp_path):
+    """PBC's eosinophil/EO_225902.jpg and neutrophil/BNE_191112.jpg are the same file: a run keeps
+    the pair in one fold and says so, or leaves both out with --drop-conflicts."""
+    from raycells.data.manifest import Manifest
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.setup import prepare_run
+
+    frame = pbc_manifest.frame
+    pair = frame["path"].str.endswith(("EO_225902.jpg", "BNE_191112.jpg"))
+    small = frame[pair | (frame.groupby("label").cumcount() < 10)].reset_index(drop=True)
+    manifest = Manifest(frame=small, root=pbc_manifest.root, layout="pbc", source="pbc")
+    for drop in (False, True):
+        experiment, placement = _settings(data=pbc_manifest.root, drop_conflicts=drop)
+        run = RunDir(tmp_path / f"drop-{drop}")
+        _, plan = prepare_run(run, experiment, placement, manifest, resume=False)
+        warning = run.read_config()["data"]["warnings"][0]
+        assert "label conflicts" in warning and "EO_225902.jpg" in warning
+        kept = plan[plan["path"].str.endswith(("EO_225902.jpg", "BNE_191112.jpg"))]
+        if drop:
+            assert kept.empty and "left out 2 images" in warning
+        else:
+            assert len(kept) == 2 and kept["fold"].nunique() == 1 and "1 set," in warning

@@ -154,9 +154,9 @@ def _label_conflicts(frame: pd.DataFrame, drop: bool) -> tuple[np.ndarray, list[
                                                                     conflicts[0].labels))
     if drop:
         return (~frame["path"].isin(paths)).to_numpy(), [
-            f"left out {len(paths)} images that are byte-identical copies filed under different "
-            f"labels (--drop-conflicts), such as {example}."]
+            f"left out {len(paths)} images that are label conflicts (byte-identical copies filed "
+            f"under different labels; --drop-conflicts), such as {example}."]
+    sets = f"{len(conflicts)} {'set' if len(conflicts) == 1 else 'sets'}"
     return np.ones(len(frame), dtype=bool), [
-        f"{len(conflicts)} sets of byte-identical images are filed under different labels (label "
-        f"conflicts), such as {example}. Each set stays in one fold; --drop-conflicts leaves them "
-        "out."]
+        f"byte-identical images filed under different labels (label conflicts): {sets}, such as "
+        f"{example}. Each set stays in one fold; --drop-conflicts leaves them out."]
