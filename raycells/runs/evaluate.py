@@ -26,6 +26,7 @@ from ..files import atomic_path, write_json
 from ..metrics import fold_metrics
 from ..settings import Placement
 from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
+from ..train.checkpoint import load_checkpoint
 from ..train.predict import predict_rows, predictions_frame
 from ..train.trainer import init_ray
 from .rundir import RunDir, overlap_with_training, write_config, write_plan
@@ -119,6 +120,8 @@ def _model_folds(source: RunDir, total: int, fold: int | None) -> list[int]:
     if missing:
         raise RaycellsError(f"{source.fold(missing[0])} has no checkpoint "
                             f"(checkpoint/{CHECKPOINT_FILES}): its model was not kept.")
+    for k in wanted:  # a damaged or foreign file is named now, before Ray and the cache start
+        load_checkpoint(source.checkpoint(k))
     return wanted
 
 

@@ -22,6 +22,7 @@ from ..data.manifest import Manifest, read_manifest, training_labels, write_mani
 from ..data.shortcuts import check_shortcuts
 from ..errors import RaycellsError
 from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
+from ..train.models import create_model, load_weights
 from ..train.trainer import init_ray
 from .rundir import RunDir, write_config, write_plan
 
@@ -97,6 +98,9 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                           val_fraction=experiment.val_fraction,
                           drop_small=experiment.drop_small_classes,
                           near_duplicates=experiment.group_near_duplicates)
+    if experiment.weights:  # a file that is no fitting state dict is named before Ray starts
+        network = create_model(experiment.model, plan["label"].nunique())
+        load_weights(network, experiment.weights, head=experiment.transfer is None)
     used = base[~frame["label"].isin(dropped)].reset_index(drop=True)
     extra_counts: dict[str, int] = {}
     if experiment.extra_data:

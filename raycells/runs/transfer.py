@@ -20,6 +20,7 @@ from ..errors import RaycellsError
 from ..files import atomic_path
 from ..settings import Experiment, Placement
 from ..train.checkpoint import PATTERN, load_checkpoint
+from ..train.models import create_model, load_weights, state_dict_in
 from .cv import CvResult, run_cv
 from .rundir import RunDir, overlap_with_training
 from .setup import Events, open_run
@@ -88,8 +89,6 @@ def find_source(path: str | Path, *, fold: int | None = None, model: str | None 
                             f"file {path}.")
     if model is None:
         raise RaycellsError(f"--from {path} is a weights file: name its architecture with --model.")
-    from ..train.models import create_model, load_weights
-
     network = create_model(model, _head_size(path))
     load_weights(network, path)
     return Source(path=str(path), model=model, fold=None, classes=None, image_size=None,
@@ -176,14 +175,7 @@ def _from_run(run: RunDir, fold: int | None) -> Source:
 
 def _head_size(path: Path) -> int:
     """The number of classes of the network in a weights file (the rows of its last 2-d weight)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
-        raise RaycellsError(f"{path}: cannot read the weights file ({error}). Pass a file saved "
-                            "with torch.save(model.state_dict(), path).") from error
-    state = state["model"] if isinstance(state, dict) and isinstance(state.get("model"), dict) else state
-    matrices = [value for value in state.values() if getattr(value, "dim", lambda: 0)() == 2]
+    matrices = [value for value in state_dict_in(path).values() if value.dim() == 2]
     if not matrices:
         raise RaycellsError(f"{path}: no linear layer in these weights; is it a model's state dict?")
     return int(matrices[-1].shape[0])
-

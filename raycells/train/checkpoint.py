@@ -10,6 +10,7 @@ with `weights_only=True`: a checkpoint from someone else's run directory cannot 
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,29 @@ def save_checkpoint(checkpoint: Checkpoint, folder: str | Path) -> Path:
     return path
 
 
+def read_torch_file(path: str | Path, fix: str) -> Any:
+    """The content of a torch file read with `weights_only=True` (tensors and plain data only: a
+    file that would run code on loading is refused, never executed). Any failure is a
+    RaycellsError naming the file, what went wrong and `fix`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        what = ("it holds objects other than tensors and plain data, which raycells never loads "
+                "(loading them could run code)" if isinstance(error, pickle.UnpicklingError)
+                else f"it cannot be read ({str(error).splitlines()[0] if str(error) else error!r})")
+        raise RaycellsError(f"{path}: {what}. {fix}") from None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """The checkpoint in `path`: a state.pt file or the folder holding one."""
     path = Path(path)
     path = path / FILE if path.is_dir() else path
+    saved = read_torch_file(path, "Take the run directory as raycells wrote it, or start the run "
+                                  "again.")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
         progress = Progress(**{f.name: saved[f.name] for f in fields(Progress) if f.name in saved})
         return Checkpoint(progress=progress, **{f.name: saved[f.name] for f in fields(Checkpoint)
                                                 if f.name != "progress"})
-    except (OSError, RuntimeError, KeyError, TypeError, AttributeError) as error:
-        raise RaycellsError(f"{path}: not a readable raycells checkpoint ({error}). It holds only "
-                            "tensors and plain data; take the run directory as raycells wrote "
-                            "it.") from error
+    except (KeyError, TypeError, AttributeError) as error:
+        raise RaycellsError(f"{path}: not a raycells checkpoint (no {error}). Take the run "
+                            "directory as raycells wrote it.") from error

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from ..errors import RaycellsError
+from .checkpoint import read_torch_file
 from .phases import head_name
 
 _REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
@@ -43,17 +44,24 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
     return model
 
 
+def state_dict_in(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file: a plain state dict, or a raycells checkpoint or
+    source.pt holding one under "model". Read with `weights_only=True`."""
+    fix = "Pass a file saved with torch.save(model.state_dict(), path)."
+    state = read_torch_file(weights, fix)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not (isinstance(state, dict) and state
+            and all(isinstance(value, torch.Tensor) for value in state.values())):
+        raise RaycellsError(f"{weights}: not a state dict (a table of named tensors). {fix}")
+    return state
+
+
 def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = True) -> None:
     """Load a state dict (or a raycells checkpoint holding one under "model") into `model`; with
     `head=False`, every weight but the classification head's (which keeps its fresh values: the
     weights may come from a network trained on other classes)."""
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
-        raise RaycellsError(f"{weights}: cannot read the weights file ({error}). Pass a file saved "
-                            "with torch.save(model.state_dict(), path).") from error
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = state_dict_in(weights)
     state = {key.removeprefix("module."): value for key, value in state.items()}
     if not head:
         prefix = head_name(model) + "."
