@@ -378,13 +378,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RaycellsError(f"{path}: config file not found.")
-    if path.suffix not in (".json", ".toml", ".yaml", ".yml"):
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml", ".yaml", ".yml"):
         raise RaycellsError(f"{path}: config files are .json, .toml or .yaml.")
     text = path.read_text()
     try:
-        if path.suffix == ".json":
+        if suffix == ".json":
             data = json.loads(text)
-        elif path.suffix == ".toml":
+        elif suffix == ".toml":
             import tomllib
 
             data = tomllib.loads(text)

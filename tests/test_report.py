@@ -1,6 +1,7 @@
 """The report's scores on hand-made run directories with known answers."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -73,3 +74,34 @@ def test_the_table_beside_the_paper_computes_standard_deviations_as_the_paper_do
     assert ours[3] == "0.500 ± 0.707" and beside[4] == "0.50 ± 0.50"
     assert "ddof=0" in tables["Against Matek et al. 2019"].note
     assert "ddof=1" in tables["Overall"].note
+
+
+def test_class_names_are_text_in_every_report_format(tmp_path):
+    """A class named like markup or holding a table separator stays one cell of text in report.md
+    (and report.html)."""
+    import pandas as pd
+
+    from raycells.report.writers import write_report
+    from raycells.runs.rundir import write_plan
+
+    classes = ["<img src=x onerror=alert(1)>", "a|b"]
+    run = RunDir(tmp_path / "run")
+    run.fold(0).mkdir(parents=True)
+    run.config.write_text(json.dumps({"data": {"classes": classes},
+                                      "settings": {"experiment": {"folds": 1}}}))
+    frame = pd.DataFrame({"path": ["/1.png", "/2.png"], "label": classes, "predicted": classes,
+                          f"prob_{classes[0]}": [0.9, 0.2], f"prob_{classes[1]}": [0.1, 0.8]})
+    frame.to_parquet(run.fold(0) / "predictions.parquet")
+    write_plan(frame[["path", "label"]].assign(fold=0), run.folds)
+    written = write_report(score_run(run.path), run.report)
+    markdown = written["report.md"].read_text()
+    assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    lines = markdown.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| a\\|b |"))
+    header = lines[max(i for i in range(at) if lines[i].startswith("|---")) - 1]
+
+    def cells(line):
+        return len(re.split(r"(?<!\\)\|", line))
+
+    assert cells(lines[at]) == cells(header)
+    assert "<img" not in written["report.html"].read_text().split("<body>")[1].replace("<img alt=", "")

@@ -59,3 +59,13 @@ def test_sampling_from_a_name_a_table_and_flags(tmp_path):
         build_settings(flags={"sampling": {"policy": "oversample", "goal": 3}})
     a, b = build_settings()[0], build_settings(flags={"sampling": {"policy": "sqrt"}})[0]
     assert differences(a, b) == ["sampling.policy: 'none' -> 'sqrt'"]
+
+
+def test_config_file_extensions_are_read_in_any_case(tmp_path):
+    from raycells.settings import read_config_file
+
+    for name in ("run.JSON", "run.Toml", "run.YML"):
+        path = tmp_path / name
+        path.write_text('{"epochs": 3}' if name.endswith("JSON") else
+                        "epochs = 3\n" if name.endswith("Toml") else "epochs: 3\n")
+        assert read_config_file(path) == {"epochs": 3}

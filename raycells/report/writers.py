@@ -198,18 +198,24 @@ def diff(ours: tuple[float, float] | None, theirs: tuple[float, float], digits: 
 
 
 def _markdown(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {_md(title)}", ""]
     for table in tables:
-        lines += [f"## {table.title}", ""]
+        lines += [f"## {_md(table.title)}", ""]
         if table.note:
-            lines += [table.note, ""]
-        lines.append("| " + " | ".join(table.headers) + " |")
+            lines += [_md(table.note), ""]
+        lines.append("| " + " | ".join(map(_md, table.headers)) + " |")
         lines.append("|" + "---|" * len(table.headers))
-        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        lines += ["| " + " | ".join(map(_md, row)) + " |" for row in table.rows]
         lines.append("")
     if pictures:
         lines += ["## Pictures", ""] + [f"![{name}]({name})" for name in pictures] + [""]
     return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown cell or line: HTML escaped (a class name is data, not markup), `|`
+    escaped so it cannot split a table cell, line breaks folded."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _html(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
