@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,3 +137,32 @@ def test_annotations_dat_supplies_labels(tmp_path, matek_dir):
     assert m.class_counts() == {"MOB": 12, "MYO": 10}
     assert any("not listed" in w for w in m.warnings)
     assert any("were not found" in w and "MOB_9999.tiff" in w for w in m.warnings)
+
+
+def test_a_decompression_bomb_is_listed_and_the_rest_indexed(tmp_path, pbc_dir):
+    """A 20000x20000 PNG (a few hundred KB, 400 million pixels) and a 12000x12000 one are
+    unreadable with the reason and the fix; the other images are indexed; --max-pixels lets the
+    large scan through."""
+    from typer.testing import CliRunner
+
+    from raycells.cli.main import app
+
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    for path in sorted((pbc_dir / "basophil").glob("*.jpg"))[:3]:
+        shutil.copy(path, root / "a" / path.name)
+    Image.new("1", (20000, 20000)).save(root / "b" / "bomb.png")
+    Image.new("1", (12000, 12000)).save(root / "b" / "large.png")
+    shutil.copy(sorted((pbc_dir / "monocyte").glob("*.jpg"))[0], root / "b" / "cell.jpg")
+    manifest = index_dataset(root)
+    assert len(manifest) == 4
+    reasons = {Path(problem.path).name: problem.reason for problem in manifest.unreadable}
+    assert "400000000 pixels" in reasons["bomb.png"] and "--max-pixels" in reasons["bomb.png"]
+    assert "144,000,000 pixels" in reasons["large.png"]
+    assert "--max-pixels 144000000" in reasons["large.png"]
+    result = CliRunner().invoke(app, ["data", "index", str(root), "--out", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1 and "bomb.png" in result.output
+    larger = CliRunner().invoke(app, ["data", "index", str(root), "--max-pixels", "150000000",
+                                      "--out", str(tmp_path / "m2.parquet")], terminal_width=300)
+    assert larger.exit_code == 1 and "large.png" not in larger.output and "bomb.png" in larger.output

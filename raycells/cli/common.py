@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data.demo import demo_dataset
+from ..data.images import MAX_PIXELS
 from ..data.index import open_dataset
 from ..data.manifest import Manifest
 from ..errors import RaycellsError
@@ -116,12 +117,13 @@ def dataset_path(path: str | Path | None) -> Path:
         return demo_dataset()
 
 
-def load_dataset(path: str | Path | None) -> Manifest:
-    """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed, and no
-    path means the built-in synthetic demo dataset."""
+def load_dataset(path: str | Path | None, max_pixels: int = MAX_PIXELS) -> Manifest:
+    """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed (images
+    above `max_pixels` listed as unreadable), and no path means the built-in synthetic demo
+    dataset."""
     path = dataset_path(path)
     with progress_bar(f"Reading images in {path}") as update:
-        return open_dataset(path, progress=update)
+        return open_dataset(path, progress=update, max_pixels=max_pixels)
 
 
 def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,

@@ -11,12 +11,17 @@ from rich.table import Table
 
 from ..data.demo import write_demo
 from ..data.duplicates import NEAR_BITS
+from ..data.images import MAX_PIXELS
 from ..data.manifest import Manifest, write_manifest
 from ..data.shortcuts import AUC_LIMIT
 from ..data.summary import DatasetSummary, summarize
 from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
 
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
+
+MaxPixels = Annotated[int, typer.Option(
+    min=1, help="Largest image (width x height) to read; larger ones are listed as unreadable, "
+                "a guard against decompression bombs. Raise it for legitimately large scans.")]
 
 DatasetArg = Annotated[
     Path | None,
@@ -29,10 +34,11 @@ DatasetArg = Annotated[
 def index(
     path: DatasetArg = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest file to write.")] = Path("manifest.parquet"),
+    max_pixels: MaxPixels = MAX_PIXELS,
 ) -> None:
     """Index a dataset folder (or CSV) into a Parquet manifest, one row per image."""
     with reported_errors():
-        manifest = load_dataset(path)
+        manifest = load_dataset(path, max_pixels)
         write_manifest(manifest, out)
     classes = manifest.class_counts()
     console.print(f"Indexed [bold]{len(manifest):,}[/] images in {len(classes)} classes "
@@ -48,12 +54,13 @@ def inspect(
     folds: Annotated[int, typer.Option(min=2, help="Warn about classes smaller than this many folds.")] = 5,
     labels: Annotated[str, typer.Option(help="Judge duplicates and shortcuts by the class or the "
                                              "fine label (as a run with --labels would).")] = "class",
+    max_pixels: MaxPixels = MAX_PIXELS,
 ) -> None:
     """Show class counts, image sizes and modes, skipped and unreadable files, duplicates and
     near-duplicates, the shortcut check (can the label be read from image size, file format or
     colour alone?), and classes too small for k-fold cross-validation."""
     with reported_errors():
-        manifest = load_dataset(path)
+        manifest = load_dataset(path, max_pixels)
         with status.status("Checking for duplicates and shortcuts"):
             summary = summarize(manifest, folds=folds, labels=labels)
     _render(summary)

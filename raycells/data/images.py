@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,12 @@ _CONVERTED_MODES = {
 }
 for _mode in ("I;16B", "I;16L", "I;16N"):
     _CONVERTED_MODES[_mode] = _CONVERTED_MODES["I;16"]
+
+
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+"""Largest image (width x height) read by default: Pillow's guard against decompression bombs,
+files that decode to far more memory than their size suggests. `--max-pixels` raises it for
+legitimately large scans."""
 
 
 class UnreadableImage(Exception):
@@ -69,9 +76,10 @@ def mode_note(mode: str) -> str | None:
     return None if mode == "RGB" else _CONVERTED_MODES.get(mode, f"is in mode {mode}; converted to RGB")
 
 
-def probe(path: str | os.PathLike) -> ImageFacts:
+def probe(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageFacts:
     """Hash the file and decode it completely (JPEGs at reduced scale, which still reads every
-    byte), so that truncated or corrupt files are found at indexing time, not during training."""
+    byte), so that truncated or corrupt files are found at indexing time, not during training.
+    Images larger than `max_pixels` are refused before decoding."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
@@ -80,6 +88,11 @@ def probe(path: str | os.PathLike) -> ImageFacts:
         raise UnreadableImage("the file is empty (0 bytes): copy it again from the source or delete it")
     image = _open(data)
     width, height, mode = image.width, image.height, image.mode
+    if width * height > max_pixels:
+        raise UnreadableImage(
+            f"{width}x{height} is {width * height:,} pixels, more than the {max_pixels:,} read by "
+            "default (a guard against decompression bombs): if it is a real scan, pass "
+            f"--max-pixels {width * height}, or resize the image")
     if image.format == "JPEG":
         image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
     try:
@@ -142,7 +155,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def _open(data: bytes) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the size is checked by the caller, against its limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise UnreadableImage(f"{str(error).split(',')[0]} (a guard against decompression bombs): "
+                              "if it is a real scan, pass --max-pixels with at least its size, or "
+                              "resize the image") from error
     except UnidentifiedImageError as error:
         raise UnreadableImage(
             "not an image (no known image format in its bytes): delete the file, or replace it "

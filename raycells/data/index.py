@@ -12,6 +12,7 @@ Recognised layouts, decided by looking at the folder:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -20,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from ..errors import RaycellsError
-from .images import UnreadableImage, is_image_name, probe
+from .images import MAX_PIXELS, UnreadableImage, is_image_name, probe
 from .manifest import COLUMNS, Manifest, Problem, read_manifest
 from .schemes import AML, PBC, PBC_FINE_LABELS
 
@@ -42,25 +44,37 @@ _LAYOUT_HELP = (
 )
 
 
-def open_dataset(path: str | os.PathLike, *, progress: Progress | None = None) -> Manifest:
+def open_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Manifest:
     """The manifest of the dataset at `path`: a Parquet manifest is read, a folder or CSV is
     indexed."""
     if str(path).lower().endswith(".parquet") and Path(path).is_file():
         return read_manifest(path)
-    return index_dataset(path, progress=progress)
+    return index_dataset(path, progress=progress, max_pixels=max_pixels)
 
 
 def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
-                  threads: int | None = None) -> Manifest:
-    """Index the dataset at `path` (folder or CSV). Unreadable images are listed in the result,
-    never raised; a path that is not a dataset raises RaycellsError."""
+                  threads: int | None = None, max_pixels: int = MAX_PIXELS) -> Manifest:
+    """Index the dataset at `path` (folder or CSV). Unreadable images (images larger than
+    `max_pixels` among them) are listed in the result, never raised; a path that is not a
+    dataset raises RaycellsError."""
+    guard = Image.MAX_IMAGE_PIXELS  # Pillow's own guard refuses at twice this: raised meanwhile
+    Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
+    try:
+        return _index(path, progress, threads, max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
+def _index(path: str | os.PathLike, progress: Progress | None, threads: int | None,
+           max_pixels: int) -> Manifest:
     root = Path(path).expanduser()
     if not root.exists():
         raise RaycellsError(f"{root}: no such file or folder. Check the path (relative paths start "
                             f"from {Path.cwd()}).")
     if root.is_file():
         if root.suffix.lower() == ".csv":
-            return _index_csv(root.resolve(), progress, threads)
+            return _index_csv(root.resolve(), progress, threads, max_pixels)
         raise RaycellsError(f"{root}: a file, but not a CSV. Pass a dataset folder or a CSV with "
                             "path,label columns. " + _LAYOUT_HELP)
     root = root.resolve()
@@ -107,7 +121,7 @@ def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
                             "fine labels.")
 
     source = {"tcia-aml": "matek-aml", "pbc": "pbc", "demo": "demo-synthetic"}.get(layout, root.name)
-    frame, unreadable = _probe_all(rows, source, progress, threads)
+    frame, unreadable = _probe_all(rows, source, progress, threads, max_pixels)
     return Manifest(frame=frame, root=str(root), layout=layout, source=source,
                     synthetic=layout == "demo", skipped=skipped, unreadable=unreadable,
                     warnings=warnings)
@@ -169,7 +183,8 @@ def _apply_annotations(annotations: Path, rows: list[dict]) -> list[str]:
     return warnings
 
 
-def _index_csv(csv: Path, progress: Progress | None, threads: int | None) -> Manifest:
+def _index_csv(csv: Path, progress: Progress | None, threads: int | None,
+               max_pixels: int) -> Manifest:
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
@@ -200,20 +215,21 @@ def _index_csv(csv: Path, progress: Progress | None, threads: int | None) -> Man
     if not rows:
         raise RaycellsError(f"{csv}: none of the listed images was found. Relative paths start "
                             "at the CSV's folder.")
-    frame, more = _probe_all(rows, csv.stem, progress, threads)
+    frame, more = _probe_all(rows, csv.stem, progress, threads, max_pixels)
     warnings = [f"{csv}: {blank} rows without path or label were ignored."] if blank else []
     return Manifest(frame=frame, root=str(csv), layout="csv", source=csv.stem,
                     unreadable=unreadable + more, warnings=warnings)
 
 
-def _probe_all(rows: list[dict], source: str, progress: Progress | None,
-               threads: int | None) -> tuple[pd.DataFrame, list[Problem]]:
+def _probe_all(rows: list[dict], source: str, progress: Progress | None, threads: int | None,
+               max_pixels: int) -> tuple[pd.DataFrame, list[Problem]]:
     """Hash and decode every image in parallel; Pillow's decoders release the GIL, so threads
     keep every core busy without pickling anything."""
     total, done = len(rows), 0
     good, unreadable = [], []
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        for row, outcome in zip(rows, pool.map(_probe_one, [r["path"] for r in rows])):
+        for row, outcome in zip(rows, pool.map(functools.partial(_probe_one, max_pixels=max_pixels),
+                                                 [r["path"] for r in rows])):
             done += 1
             if progress and (done % 64 == 0 or done == total):
                 progress(done, total)
@@ -234,8 +250,8 @@ def _probe_all(rows: list[dict], source: str, progress: Progress | None,
     return frame, unreadable
 
 
-def _probe_one(path: str):
+def _probe_one(path: str, max_pixels: int):
     try:
-        return probe(path)
+        return probe(path, max_pixels)
     except UnreadableImage as error:
         return Problem(path, str(error))
