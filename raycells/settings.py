@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class AugmentSettings:
     """Largest relative contrast change (0.1: factor 0.9-1.1)."""
 
     def __post_init__(self) -> None:
+        _real(self, *(f.name for f in fields(self)))
         for name in ("flip", "rotate", "noise", "brightness", "contrast"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -88,6 +90,9 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"sampling = {self.policy!r} is not valid: expected {', '.join(POLICIES)}")
+        _whole(self, "target")
+        _real(self, "cap")
+        _flag(self, "same_length")
         if self.target is not None and self.target < 1:
             raise ValueError(f"sampling target = {self.target!r} is not valid: expected at least 1")
         if self.cap is not None and self.cap < 1:
@@ -113,6 +118,8 @@ class Transfer:
     """Peak learning rate of the first transfer phase."""
 
     def __post_init__(self) -> None:
+        _whole(self, "head_epochs")
+        _real(self, "head_lr")
         _check(self.head_epochs >= 0, "transfer.head_epochs", self.head_epochs, "0 or more")
         _check(self.head_lr > 0, "transfer.head_lr", self.head_lr, "above 0")
 
@@ -195,16 +202,20 @@ class Experiment:
     validation split) or last (no selection, as in Matek et al. 2019)."""
 
     def __post_init__(self) -> None:
-        _check(self.folds >= 2, "folds", self.folds, "at least 2")
+        _whole(self, "folds", "seed", "image_size", "epochs", "batch_size")
+        _real(self, "lr", "weight_decay", "val_fraction")
+        _flag(self, "drop_small_classes", "drop_conflicts", "group_near_duplicates", "tta",
+              "deterministic")
+        _check(2 <= self.folds <= 100, "folds", self.folds, "2 to 100")
         _check(self.seed >= 0, "seed", self.seed, "0 or more")
-        _check(self.image_size >= 16, "image_size", self.image_size, "at least 16 pixels")
+        _check(16 <= self.image_size <= 4096, "image_size", self.image_size, "16 to 4096 pixels")
         _check(self.epochs >= (0 if self.transfer else 1), "epochs", self.epochs,
                "0 or more after transfer head epochs" if self.transfer else "at least 1")
         _check(self.transfer is None or self.transfer.head_epochs + self.epochs >= 1, "epochs",
                self.epochs, "at least 1 epoch over both transfer phases")
         _check(self.transfer is None or self.weights is not None, "weights", self.weights,
                "the source network's weights file when transfer is set")
-        _check(self.batch_size >= 2, "batch_size", self.batch_size, "at least 2")
+        _check(2 <= self.batch_size <= 65536, "batch_size", self.batch_size, "2 to 65536")
         _check(self.lr > 0, "lr", self.lr, "above 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "0 or more")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
@@ -231,6 +242,8 @@ class Placement:
     """CPUs per training worker (none: each fold's share less one CPU left to Ray Data)."""
 
     def __post_init__(self) -> None:
+        _whole(self, "workers")
+        _real(self, "gpus_per_worker", "cpus_per_worker")
         _check(self.workers is None or self.workers >= 1, "workers", self.workers, "at least 1")
         _check(self.gpus_per_worker is None or self.gpus_per_worker >= 0, "gpus_per_worker",
                self.gpus_per_worker, "0 or more")
@@ -419,6 +432,31 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _whole(settings: Any, *names: str) -> None:
+    """Refuse values of the fields `names` that are not whole numbers (true and 2.7 included)."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} = {value!r} is not valid: expected a whole number")
+
+
+def _real(settings: Any, *names: str) -> None:
+    """Refuse values of the fields `names` that are not finite numbers."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} = {value!r} is not valid: expected a finite number")
+
+
+def _flag(settings: Any, *names: str) -> None:
+    """Refuse values of the fields `names` that are not true or false."""
+    for name in names:
+        value = getattr(settings, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} = {value!r} is not valid: expected true or false")
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:

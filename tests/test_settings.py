@@ -69,3 +69,19 @@ def test_config_file_extensions_are_read_in_any_case(tmp_path):
         path.write_text('{"epochs": 3}' if name.endswith("JSON") else
                         "epochs = 3\n" if name.endswith("Toml") else "epochs: 3\n")
         assert read_config_file(path) == {"epochs": 3}
+
+
+def test_values_of_the_wrong_type_or_out_of_range_are_named_with_their_key(tmp_path):
+    from raycells.errors import RaycellsError
+
+    for key, value, expected in (("folds", 2.7, "whole number"), ("epochs", True, "whole number"),
+                                 ("folds", "two", "whole number"), ("lr", float("inf"), "finite"),
+                                 ("image_size", 100000, "16 to 4096"),
+                                 ("batch_size", 10 ** 9, "2 to 65536"),
+                                 ("tta", "yes", "true or false")):
+        with pytest.raises(RaycellsError, match=rf"{key} = .* is not valid: expected .*{expected}"):
+            build_settings(flags={key: value})
+    config = tmp_path / "bad.json"
+    config.write_text('{"sampling": {"policy": "oversample", "target": 1.5}}')
+    with pytest.raises(RaycellsError, match=r"bad.json: target = 1.5 is not valid: expected a whole"):
+        build_settings(config_file=config)
