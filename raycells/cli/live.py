@@ -13,7 +13,7 @@ import typer
 from rich.live import Live
 from rich.table import Table as RichTable
 
-from ..report.writers import Table, per_class_table, pm
+from ..report.writers import Table, per_class_table, pm, settings_text
 from ..runs.cv import CvResult
 from ..runs.rundir import RunDir
 from .common import console, new_progress, ray_messages_to, status
@@ -163,11 +163,6 @@ def print_tables(tables: list[Table]) -> None:
         for row in table.rows:
             rich_table.add_row(*row)
         console.print(rich_table)
-
-
-def settings_text(params: dict[str, Any]) -> str:
-    """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def print_folds(result: CvResult) -> None:

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..report.writers import settings_text
 from ..runs.setup import open_run, run_settings
 from ..runs.tune import TuneResult, check_search, run_tune
 from .common import console, reported_errors, with_dataset
-from .live import LiveDisplay, settings_text
+from .live import LiveDisplay
 from .options import (
     TRAINING_SETTINGS,
     Config,

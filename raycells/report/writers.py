@@ -49,7 +49,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
     if scores.chosen:
         tables.append(Table(
             "Settings chosen in each fold", ["fold", "chose"],
-            [[str(k), ", ".join(f"{key}={_value(v)}" for key, v in chosen.items())]
+            [[str(k), settings_text(chosen)]
              for k, chosen in sorted(scores.chosen.items())],
             note="Nested selection: each fold's search ran on its training part only (trials "
                  "scored on its inner validation split), so the scores estimate the whole "
@@ -133,8 +133,9 @@ def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
     return {"comparison.md": folder / "comparison.md", "comparison.json": folder / "comparison.json"}
 
 
-def _value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def settings_text(params: dict[str, Any]) -> str:
+    """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _p(value: float | None) -> str:

@@ -10,6 +10,7 @@ worker continues where the last one stopped and the driver can predict with the 
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -238,7 +239,6 @@ def set_determinism(on: bool) -> None:
     """With `on`, GPU kernels that repeat bit for bit: cuDNN's deterministic algorithms without
     its benchmark search, torch's deterministic implementations (an op without one warns rather
     than stops), and the cuBLAS workspace setting they need. CPU kernels repeat either way."""
-    import os
 
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
