@@ -3,6 +3,7 @@ and the cache folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import RaycellsError
 
 
 @contextmanager
@@ -44,6 +47,28 @@ def staged_folder(target: str | os.PathLike, marker: str) -> Iterator[Path]:
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+"""The errors of a write that the disk refused (full, over quota, read-only, failing): a run stops
+with a clear message, its finished work intact (every file is written atomically)."""
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool, option: str = "--out") -> None:
+    """Refuse, before any work, an `option` that cannot be written: a file where a folder is
+    wanted (or the reverse), or a place under a file or an unwritable folder."""
+    path = Path(path)
+    kind, other = ("folder", "file") if folder else ("file", "folder")
+    if path.exists() and path.is_dir() != folder:
+        raise RaycellsError(f"{option} {path} is a {other}, and a {kind} is wanted: choose "
+                            f"another {option}.")
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if existing != path and not existing.is_dir():
+        raise RaycellsError(f"{option} {path}: {existing} is a file, so nothing can be written "
+                            f"under it. Choose another {option}.")
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK | os.X_OK):
+        raise RaycellsError(f"{option} {path}: {existing} is not writable. Choose an {option} "
+                            "on a mounted file system you can write to.")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

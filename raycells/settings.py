@@ -166,6 +166,10 @@ class Experiment:
     extra_map: str | None = None
     """How the extra data's labels map onto the classes: pbc-to-aml, or a .json/.csv (from,to)
     file."""
+    allow_outside: bool = False
+    """Let a CSV dataset list images outside its own folder (absolute paths, or .. leading
+    out), which are refused otherwise: a CSV from elsewhere cannot make a run read, hash and
+    cache arbitrary files."""
     drop_small_classes: bool = False
     """Leave out classes with fewer images than folds instead of stopping with an error."""
     drop_conflicts: bool = False
@@ -204,7 +208,7 @@ class Experiment:
     def __post_init__(self) -> None:
         _whole(self, "folds", "seed", "image_size", "epochs", "batch_size")
         _real(self, "lr", "weight_decay", "val_fraction")
-        _flag(self, "drop_small_classes", "drop_conflicts", "group_near_duplicates", "tta",
+        _flag(self, "allow_outside", "drop_small_classes", "drop_conflicts", "group_near_duplicates", "tta",
               "deterministic")
         _check(2 <= self.folds <= 100, "folds", self.folds, "2 to 100")
         _check(self.seed >= 0, "seed", self.seed, "0 or more")

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pandas as pd
 import pytest
 
@@ -17,37 +11,9 @@ from raycells.settings import build_settings
 
 SMALL = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "lr": 0.01, "folds": 2, "epochs": 2}
 
-# The CLI with Python's own Ctrl-C handler, as in a terminal: a test suite started in the
-# background (`cmd &` in a script) hands its children an ignored SIGINT, which Python keeps.
-AS_IN_A_TERMINAL = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                    "runpy.run_module('raycells.cli.main', run_name='__main__')")
-
 
 def _settings(**overrides):
     return build_settings(flags={**SMALL, **overrides})
-
-
-def test_a_run_stopped_after_its_first_fold_resumes_without_retraining_it(ray_session, small_pbc, tmp_path,
-                                                                         complete_run):
-    run = tmp_path / "run"
-    command = [sys.executable, "-c", AS_IN_A_TERMINAL, "cv", "--data", str(small_pbc), "--out", str(run),
-               "--folds", "3"] + [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k != "folds"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "RAY_ADDRESS": ""})
-    try:
-        _wait_for(lambda: (run / "fold-0" / "metrics.json").is_file(), driver, timeout=300)
-        driver.send_signal(signal.SIGINT)  # as Ctrl-C would
-        assert driver.wait(timeout=60) == 130
-    finally:
-        driver.kill()  # never left running into the rest of the suite
-    finished_at = (run / "fold-0" / "metrics.json").stat().st_mtime
-    assert not (run / "fold-2" / "metrics.json").exists()
-
-    experiment, placement = _settings(data=str(small_pbc), folds=3)
-    result = run_cv(run, experiment, placement, resume=True)
-    assert result.skipped[0] == 0 and sorted(result.per_fold) == [0, 1, 2]
-    assert (run / "fold-0" / "metrics.json").stat().st_mtime == finished_at
-    complete_run(run, folds=3, classes=8)
 
 
 def test_reusing_a_run_directory_with_other_settings_is_refused(small_pbc, tmp_path):
@@ -87,14 +53,6 @@ def _refuse(config):
     from raycells.train.loop import check_reachable
 
     check_reachable({"the run directory, --out": config["folder"]})
-
-
-def _wait_for(condition, process, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert process.poll() is None, "the run ended before the condition was met"
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):

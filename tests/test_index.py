@@ -106,13 +106,24 @@ def test_csv_of_paths_and_labels(tmp_path, pbc_dir):
     rows.append({"path": "missing.jpg", "label": "EOS", "group": "patient9"})
     pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
 
-    m = index_dataset(tmp_path / "list.csv")
+    with pytest.raises(RaycellsError, match=r"3 listed paths lead outside the CSV's folder .*"
+                                            r"--allow-outside"):
+        index_dataset(tmp_path / "list.csv")  # the three PBC images, named by absolute paths
+    m = index_dataset(tmp_path / "list.csv", allow_outside=True)
     assert m.layout == "csv" and len(m) == 4
     assert m.class_counts() == {"BAS": 3, "EOS": 1}
     assert set(m.frame["group"]) == {"patient0", "patient1", "patient9"}
     assert str(tmp_path / "local.jpg") in set(m.frame["path"])
     assert [p.path for p in m.unreadable] == [str(tmp_path / "missing.jpg")]
     assert "not found" in m.unreadable[0].reason
+
+
+def test_a_csv_cannot_lead_out_of_its_folder_with_dots(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"not read")
+    (tmp_path / "data" / "list.csv").write_text("path,label\n../secret.png,x\nsub/../ok.png,y\n")
+    with pytest.raises(RaycellsError, match=r"1 listed paths .* such as \.\./secret\.png"):
+        index_dataset(tmp_path / "data" / "list.csv")
 
 
 def test_csv_without_label_column_names_the_columns(tmp_path):

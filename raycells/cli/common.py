@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,32 @@ EXIT_BAD_INPUT = 2
 """Nothing was done: the input is wrong; the message says how to fix it."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM (what schedulers and `timeout` send) raised in the main thread while a command
+    works: handled like Ctrl-C, exit status 143. Uncaught, it still ends the process with 143."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while the block runs (in the main thread only: signal
+    handlers live there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Print a RaycellsError as one clear message and exit with EXIT_BAD_INPUT."""
@@ -52,8 +80,8 @@ def ray_messages_to(log: Path) -> Iterator[None]:
     """Send Ray's own messages to the file `log` while the block runs; the consoles keep the
     terminal. Ray's C++ core writes straight to file descriptor 2 and its log listener prints
     raylet warnings to sys.stdout, none of which a user of the CLI needs to read. The messages
-    are collected in a temporary file and added to `log` at the end if its folder exists by
-    then (a run that could not start leaves nothing behind)."""
+    are collected in a temporary file and added to `log` at the end if there are any and its
+    folder exists by then (a run that could not start leaves nothing behind)."""
     out, err = sys.stdout, sys.stderr
     out.flush()
     err.flush()
@@ -72,7 +100,7 @@ def ray_messages_to(log: Path) -> Iterator[None]:
             console.file = status.file = None  # back to following sys.stdout / sys.stderr
             if terminal_err is not err:
                 terminal_err.close()
-            if log.parent.is_dir():
+            if log.parent.is_dir() and sink.tell():
                 sink.seek(0)
                 with open(log, "a") as kept:
                     shutil.copyfileobj(sink, kept)
@@ -117,13 +145,15 @@ def dataset_path(path: str | Path | None) -> Path:
         return demo_dataset()
 
 
-def load_dataset(path: str | Path | None, max_pixels: int = MAX_PIXELS) -> Manifest:
+def load_dataset(path: str | Path | None, max_pixels: int = MAX_PIXELS, *,
+                 allow_outside: bool = False) -> Manifest:
     """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed (images
-    above `max_pixels` listed as unreadable), and no path means the built-in synthetic demo
-    dataset."""
+    above `max_pixels` listed as unreadable; a CSV's images outside its folder refused unless
+    `allow_outside`), and no path means the built-in synthetic demo dataset."""
     path = dataset_path(path)
     with progress_bar(f"Reading images in {path}") as update:
-        return open_dataset(path, progress=update, max_pixels=max_pixels)
+        return open_dataset(path, progress=update, max_pixels=max_pixels,
+                            allow_outside=allow_outside)
 
 
 def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
@@ -143,4 +173,5 @@ def with_dataset(experiment: Experiment) -> tuple[Experiment, Manifest]:
     """The experiment with its dataset's path (the demo dataset when none is named), and the
     dataset read."""
     path = dataset_path(experiment.data)
-    return dataclasses.replace(experiment, data=str(path)), load_dataset(path)
+    return dataclasses.replace(experiment, data=str(path)), load_dataset(
+        path, allow_outside=experiment.allow_outside)

@@ -51,7 +51,7 @@ def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1"
             lambda: run_cv(run.path, experiment, placement, manifest=manifest, resume=resume,
                            events=display.event, nested=nested),
             run.path, "Finished folds and checkpoints are kept: continue with "
-                      f"`raycells cv --resume --out {run.path}`.")
+                      f"`raycells cv --resume --out {run.path}`.", command="cv")
     print_folds(result)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
@@ -15,7 +15,10 @@ from ..data.images import MAX_PIXELS
 from ..data.manifest import Manifest, write_manifest
 from ..data.shortcuts import AUC_LIMIT
 from ..data.summary import DatasetSummary, summarize
+from ..errors import RaycellsError
+from ..files import check_writable
 from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
+from .options import takes_settings
 
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
 
@@ -31,15 +34,22 @@ DatasetArg = Annotated[
 
 
 @app.command()
+@takes_settings("allow_outside")
 def index(
+    flags: dict[str, Any],
     path: DatasetArg = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest file to write.")] = Path("manifest.parquet"),
     max_pixels: MaxPixels = MAX_PIXELS,
 ) -> None:
     """Index a dataset folder (or CSV) into a Parquet manifest, one row per image."""
     with reported_errors():
-        manifest = load_dataset(path, max_pixels)
-        write_manifest(manifest, out)
+        check_writable(out, folder=False)
+        manifest = load_dataset(path, max_pixels, allow_outside=bool(flags["allow_outside"]))
+        try:
+            write_manifest(manifest, out)
+        except OSError as error:
+            raise RaycellsError(f"{out}: cannot write the manifest ({error.strerror}); nothing "
+                                "was written. Free some space or choose another --out.") from error
     classes = manifest.class_counts()
     console.print(f"Indexed [bold]{len(manifest):,}[/] images in {len(classes)} classes "
                   f"(layout {manifest.layout}, source {manifest.source}) -> {out}")
@@ -49,7 +59,9 @@ def index(
 
 
 @app.command()
+@takes_settings("allow_outside")
 def inspect(
+    flags: dict[str, Any],
     path: DatasetArg = None,
     folds: Annotated[int, typer.Option(min=2, help="Warn about classes smaller than this many folds.")] = 5,
     labels: Annotated[str, typer.Option(help="Judge duplicates and shortcuts by the class or the "
@@ -60,7 +72,7 @@ def inspect(
     near-duplicates, the shortcut check (can the label be read from image size, file format or
     colour alone?), and classes too small for k-fold cross-validation."""
     with reported_errors():
-        manifest = load_dataset(path, max_pixels)
+        manifest = load_dataset(path, max_pixels, allow_outside=bool(flags["allow_outside"]))
         with status.status("Checking for duplicates and shortcuts"):
             summary = summarize(manifest, folds=folds, labels=labels)
     _render(summary)
@@ -74,6 +86,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
 ) -> None:
     """Write the built-in SYNTHETIC demo dataset (15 AML classes, drawn cells) to a folder."""
+    with reported_errors():
+        check_writable(out, folder=True, option="OUT")
     with status.status(f"Drawing demo cells into {out}"):
         write_demo(out, seed=seed)
     console.print(f"Wrote the synthetic demo dataset (seed {seed}) to {out}")

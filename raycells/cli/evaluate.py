@@ -28,19 +28,19 @@ Map = Annotated[str | None, typer.Option(
     show_default=False)]
 
 
-@takes_settings("data", "address")
+@takes_settings("data", "allow_outside", "address")
 def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = None,
              out: Out = None, allow_overlap: AllowOverlap = False) -> None:
     """Run trained models on new images: predictions, metrics and the report, as for a cv run."""
     with reported_errors():
         run = open_run(out, "evaluate", resumable=False)
-        manifest = load_dataset(flags["data"])
+        manifest = load_dataset(flags["data"], allow_outside=bool(flags["allow_outside"]))
         display = _Models()
         result = display.run(
             lambda: run_evaluate(run.path, from_, manifest, fold=fold, mapping=map_,
                                  placement=Placement(address=flags["address"]),
                                  events=display.event, allow_overlap=allow_overlap),
-            run.path, "Nothing was written; run the evaluation again.")
+            run.path, "Nothing was written; run the evaluation again.", command="evaluate")
         if result.left_out:
             counts = ", ".join(f"{label} {n:,}" for label, n in result.left_out.items())
             status.print(f"Left out (no counterpart among the network's classes): {counts}.")

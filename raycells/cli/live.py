@@ -13,10 +13,21 @@ import typer
 from rich.live import Live
 from rich.table import Table as RichTable
 
+from ..errors import RaycellsError, RayUnavailable
+from ..files import WRITE_FAILURES
 from ..report.writers import Table, per_class_table, pm, settings_text
 from ..runs.cv import CvResult
+from ..runs.lock import locked
 from ..runs.rundir import RunDir
-from .common import console, new_progress, ray_messages_to, status
+from ..train.trainer import stop_ray
+from .common import Terminated, console, new_progress, ray_messages_to, status, stop_on_sigterm
+
+
+def _kept(run: RunDir, interrupted: str) -> str:
+    """What a stopped command kept and how to go on; before config.json, nothing was kept."""
+    if run.config.is_file():
+        return interrupted
+    return "Nothing was written yet: start the command again."
 
 
 class LiveDisplay:
@@ -48,16 +59,37 @@ class LiveDisplay:
                 if not status.is_terminal:  # rich leaves the last line open in a log file
                     status.line()
 
-    def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str) -> Any:
-        """`work()` with this display live and Ray's messages in `run_dir`/ray.log. Ctrl-C
-        prints `interrupted` (what was kept, how to go on) and exits with 130."""
+    def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str, *,
+            command: str) -> Any:
+        """`work()` with this display live, the run directory locked for `command` and Ray's
+        messages in `run_dir`/ray.log. Ctrl-C (exit 130) and SIGTERM (exit 143) stop Ray and
+        print `interrupted` (what was kept, how to go on); a Ray that cannot start gets the same
+        hint."""
+        run = RunDir(run_dir)
         try:
-            with ray_messages_to(RunDir(run_dir).ray_log):
-                return work()
-        except KeyboardInterrupt:
+            with stop_on_sigterm(), locked(run.path, command) as note:
+                if note:
+                    status.print(f"[yellow]note:[/] {note}", highlight=False)
+                with ray_messages_to(run.ray_log):
+                    try:
+                        return work()
+                    except (KeyboardInterrupt, Terminated):
+                        stop_ray()  # while Ray's messages still go to ray.log
+                        raise
+        except (KeyboardInterrupt, Terminated) as stop:
             self.close()
-            status.print(f"[yellow]Interrupted.[/] {interrupted}")
-            raise typer.Exit(130) from None
+            code = 143 if isinstance(stop, Terminated) else 130
+            said = "Terminated (SIGTERM)." if code == 143 else "Interrupted."
+            status.print(f"[yellow]{said}[/] {_kept(run, interrupted)}")
+            raise typer.Exit(code) from None
+        except RayUnavailable as error:
+            raise RaycellsError(f"{error} {_kept(run, interrupted)}") from None
+        except OSError as error:
+            if error.errno not in WRITE_FAILURES:
+                raise
+            where = error.filename or run.path
+            raise RaycellsError(f"cannot write {where}: {error.strerror}. Every file is written "
+                                f"whole or not at all. {_kept(run, interrupted)}") from None
         finally:
             self.close()
 

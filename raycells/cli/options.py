@@ -93,6 +93,7 @@ SETTINGS: dict[str, Setting] = {
     "val_fraction": Setting(Experiment, float, DATA),
     "extra_data": Setting(Experiment, Path, DATA),
     "extra_map": Setting(Experiment, str, DATA),
+    "allow_outside": Setting(Experiment, bool, DATA, ("--allow-outside",)),
     "drop_small_classes": Setting(Experiment, bool, DATA, ("--drop-small-classes",)),
     "drop_conflicts": Setting(Experiment, bool, DATA, ("--drop-conflicts",)),
     "group_near_duplicates": Setting(Experiment, bool, DATA, ("--group-near-duplicates",)),

@@ -51,5 +51,5 @@ def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best:
                                  manifest=manifest, resume=resume, events=display.event,
                                  allow_overlap=allow_overlap),
             run.path, "Finished folds and checkpoints are kept: continue with "
-                      f"`raycells transfer --resume --out {run.path}`.")
+                      f"`raycells transfer --resume --out {run.path}`.", command="transfer")
     print_folds(result)

@@ -48,7 +48,7 @@ def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1"
                              samples=samples, trial_folds=trial_folds, metric=metric,
                              grace_epochs=grace_epochs, events=display.event),
             run.path, f"Finished trials are in {run.path / 'tune'}; start a new search with "
-                      "another --out.")
+                      "another --out.", command="tune")
     _final_table(result)
 
 

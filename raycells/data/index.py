@@ -45,36 +45,39 @@ _LAYOUT_HELP = (
 
 
 def open_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
-                 max_pixels: int = MAX_PIXELS) -> Manifest:
+                 max_pixels: int = MAX_PIXELS, allow_outside: bool = False) -> Manifest:
     """The manifest of the dataset at `path`: a Parquet manifest is read, a folder or CSV is
-    indexed."""
+    indexed (see `index_dataset`)."""
     if str(path).lower().endswith(".parquet") and Path(path).is_file():
         return read_manifest(path)
-    return index_dataset(path, progress=progress, max_pixels=max_pixels)
+    return index_dataset(path, progress=progress, max_pixels=max_pixels,
+                         allow_outside=allow_outside)
 
 
 def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
-                  threads: int | None = None, max_pixels: int = MAX_PIXELS) -> Manifest:
+                  threads: int | None = None, max_pixels: int = MAX_PIXELS,
+                  allow_outside: bool = False) -> Manifest:
     """Index the dataset at `path` (folder or CSV). Unreadable images (images larger than
     `max_pixels` among them) are listed in the result, never raised; a path that is not a
-    dataset raises RaycellsError."""
+    dataset raises RaycellsError, as does a CSV listing images outside its folder unless
+    `allow_outside`."""
     guard = Image.MAX_IMAGE_PIXELS  # Pillow's own guard refuses at twice this: raised meanwhile
     Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
     try:
-        return _index(path, progress, threads, max_pixels)
+        return _index(path, progress, threads, max_pixels, allow_outside)
     finally:
         Image.MAX_IMAGE_PIXELS = guard
 
 
 def _index(path: str | os.PathLike, progress: Progress | None, threads: int | None,
-           max_pixels: int) -> Manifest:
+           max_pixels: int, allow_outside: bool) -> Manifest:
     root = Path(path).expanduser()
     if not root.exists():
         raise RaycellsError(f"{root}: no such file or folder. Check the path (relative paths start "
                             f"from {Path.cwd()}).")
     if root.is_file():
         if root.suffix.lower() == ".csv":
-            return _index_csv(root.resolve(), progress, threads, max_pixels)
+            return _index_csv(root.resolve(), progress, threads, max_pixels, allow_outside)
         raise RaycellsError(f"{root}: a file, but not a CSV. Pass a dataset folder or a CSV with "
                             "path,label columns. " + _LAYOUT_HELP)
     root = root.resolve()
@@ -184,7 +187,7 @@ def _apply_annotations(annotations: Path, rows: list[dict]) -> list[str]:
 
 
 def _index_csv(csv: Path, progress: Progress | None, threads: int | None,
-               max_pixels: int) -> Manifest:
+               max_pixels: int, allow_outside: bool) -> Manifest:
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
@@ -198,13 +201,15 @@ def _index_csv(csv: Path, progress: Progress | None, threads: int | None,
                             "columns: path,label[,fine_label][,group].")
     if table.empty:
         raise RaycellsError(f"{csv}: the CSV lists no images. Add one row per image.")
-    rows, unreadable, blank = [], [], 0
+    rows, unreadable, blank, outside = [], [], 0, []
     for record in table.to_dict("records"):
         if not record["path"].strip() or not record["label"].strip():
             blank += 1
             continue
-        file = Path(record["path"].strip()).expanduser()
-        file = (file if file.is_absolute() else csv.parent / file).resolve()
+        file = Path(os.path.normpath(csv.parent / Path(record["path"].strip()).expanduser()))
+        if not file.is_relative_to(csv.parent):
+            outside.append(record["path"].strip())
+        file = file.resolve()
         if not file.is_file():
             unreadable.append(Problem(str(file), f"listed in {csv.name} but not found: fix the "
                                       "path (relative paths start at the CSV's folder)"))
@@ -212,6 +217,12 @@ def _index_csv(csv: Path, progress: Progress | None, threads: int | None,
         rows.append({"path": str(file), "label": record["label"].strip(),
                      "fine_label": record.get("fine_label") or None,
                      "group": record.get("group") or None})
+    if outside and not allow_outside:
+        raise RaycellsError(
+            f"{csv}: {len(outside):,} listed paths lead outside the CSV's folder {csv.parent} "
+            f"(absolute, or with .. leading out), such as {outside[0]}. Move the images (or the "
+            "CSV) so that they lie under the CSV's folder, or pass --allow-outside if you trust "
+            "this CSV to name the files it reads.")
     if not rows:
         raise RaycellsError(f"{csv}: none of the listed images was found. Relative paths start "
                             "at the CSV's folder.")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve
 
 from ..data.schemes import scheme_for
@@ -28,7 +29,9 @@ class RunScores:
     folds: list[int]
     """Folds with predictions."""
     missing: list[int]
-    """Folds of the plan without predictions (unfinished)."""
+    """Folds of the plan without readable predictions (unfinished or damaged)."""
+    damaged: dict[int, str]
+    """Folds whose predictions.parquet exists but cannot be read: what is wrong with it."""
     per_fold: dict[int, dict[str, Any]]
     summary: dict[str, Any]
     confusion: np.ndarray
@@ -46,19 +49,29 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
     """Score the finished folds of `run_dir` (probability threshold for the group scores)."""
     run = RunDir(run_dir)
     config = run.read_config()
-    classes = list(config["data"]["classes"])
+    # The classes a run trained on; a config.json without its data table (damaged, or written
+    # by hand) falls back to the fold plan's labels, which are the same classes.
+    classes = list(config.get("data", {}).get("classes")
+                   or sorted(run.read_plan()["label"].unique()))
     scheme = scheme_for(classes)
     folds_total = config.get("settings", {}).get("experiment", {}).get("folds")
     if folds_total is None:  # an evaluation (`raycells evaluate`): one fold, all its images
         folds_total = int(run.read_plan()["fold"].max()) + 1
-    present = [k for k in range(folds_total) if (run.fold(k) / "predictions.parquet").is_file()]
+    found = {k: _read_predictions(run.fold(k) / "predictions.parquet", classes)
+             for k in range(folds_total) if (run.fold(k) / "predictions.parquet").is_file()}
+    damaged = {k: reason for k, reason in found.items() if isinstance(reason, str)}
+    present = [k for k in found if k not in damaged]
     if not present:
-        raise RaycellsError(f"{run.path}: no fold has predictions yet. Let `raycells cv` finish "
-                            "at least one fold (or resume it with --resume).")
+        problem = "; ".join(f"fold {k}: {reason}" for k, reason in damaged.items())
+        raise RaycellsError(f"{run.path}: no fold has predictions yet"
+                            f"{f' that can be read ({problem})' if problem else ''}. Let "
+                            "`raycells cv` finish at "
+                            "least one fold (or resume it with --resume, which redoes a fold "
+                            "whose files are damaged).")
     per_fold, confusion = {}, np.zeros((len(classes), len(classes)), dtype=np.int64)
     curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
     for k in present:
-        predictions = pd.read_parquet(run.fold(k) / "predictions.parquet")
+        predictions = found[k]
         y_true = np.searchsorted(classes, predictions["label"].to_numpy())
         probs = predictions[[f"prob_{code}" for code in classes]].to_numpy(dtype=np.float64)
         y_pred = probs.argmax(axis=1)
@@ -79,10 +92,23 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         confusion += confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
     return RunScores(
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
-        missing=[k for k in range(folds_total) if k not in present], per_fold=per_fold,
-        summary=summarize_folds(per_fold), confusion=confusion,
+        missing=[k for k in range(folds_total) if k not in present], damaged=damaged,
+        per_fold=per_fold, summary=summarize_folds(per_fold), confusion=confusion,
         plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves,
         chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None})
+
+
+def _read_predictions(path: Path, classes: list[str]) -> pd.DataFrame | str:
+    """A fold's predictions, or what is wrong with the file (damaged, or columns missing)."""
+    try:
+        predictions = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        return f"{path} cannot be read ({str(error).splitlines()[0] if str(error) else error!r})"
+    wanted = ["label", *(f"prob_{code}" for code in classes)]
+    lacking = [name for name in wanted if name not in predictions.columns]
+    if lacking:
+        return f"{path} lacks the columns {', '.join(lacking)}"
+    return predictions
 
 
 def _plan_id(plan: pd.DataFrame) -> str:

@@ -38,6 +38,12 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
     tables = [Table("Data warnings", ["warning"], [[text] for text in warnings],
                     note="Found when the run was prepared; read the scores with them in mind.")
               ] if warnings else []
+    if scores.damaged:
+        tables.append(Table(
+            "Damaged files", ["fold", "problem"],
+            [[str(k), reason] for k, reason in sorted(scores.damaged.items())],
+            note="These folds are left out of every score below. `raycells cv --resume` (or "
+                 "transfer's) redoes a fold whose files are damaged from its checkpoint."))
     tables.append(Table(
         "Overall", ["score", "mean ± std"],
         [[label, pm(s[key])] for key, label in (("accuracy", "accuracy"),
@@ -170,7 +176,9 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
         tmp.write_text(_html(title, tables, pictures))
     write_json(folder / "metrics.json", _json_ready({
         "run_dir": str(scores.run_dir), "classes": scores.classes, "scheme": scores.scheme,
-        "folds": scores.folds, "missing_folds": scores.missing, "threshold": scores.threshold,
+        "folds": scores.folds, "missing_folds": scores.missing,
+        "damaged_folds": {str(k): reason for k, reason in scores.damaged.items()},
+        "threshold": scores.threshold,
         "synthetic": synthetic, "warnings": list(warnings), "summary": s, "per_fold": scores.per_fold,
         "confusion": scores.confusion.tolist(), "plan_id": scores.plan_id,
         "paper": {"citation": paper.CITATION, "per_class": paper.PER_CLASS, "group_auc": paper.GROUP_AUC}

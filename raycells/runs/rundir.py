@@ -1,7 +1,8 @@
 """The run directory, the contract between commands: the paths inside one, and config.json and
 folds.parquet written and read. docs/architecture.md lists every file a run directory holds.
 
-A fold is finished when its metrics.json exists (written last, atomically). An evaluation
+A fold is finished when its metrics.json (written last, atomically) parses and matches its
+predictions. An evaluation
 (`raycells evaluate`) is one fold-0 holding all its images, with no checkpoint.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import __version__
 from ..errors import RaycellsError
@@ -47,7 +50,14 @@ class RunDir:
         return self.path / f"fold-{k}"
 
     def fold_finished(self, k: int) -> bool:
-        return (self.fold(k) / "metrics.json").is_file()
+        """Whether fold k finished: its metrics.json parses and counts as many images as its
+        predictions.parquet holds (a damaged one is trained again from its checkpoint)."""
+        try:
+            metrics = json.loads((self.fold(k) / "metrics.json").read_text())
+            rows = pq.ParquetFile(self.fold(k) / "predictions.parquet").metadata.num_rows
+        except (OSError, ValueError, pa.ArrowException):
+            return False
+        return isinstance(metrics, dict) and metrics.get("images") == rows
 
     def search(self, k: int) -> Path:
         """Fold k's nested search (`raycells cv --search`): trials.csv, chosen.json, tune/."""
@@ -80,7 +90,11 @@ class RunDir:
         return settings
 
     def read_plan(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folds)
+        try:
+            return pd.read_parquet(self.folds)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise RaycellsError(f"{self.folds}: cannot read the run's fold plan ({error}). Is "
+                                f"{self.path} a raycells run directory, copied whole?") from error
 
     def trained_on(self, folds: list[int]) -> set[str]:
         """The sha1s of the images the networks of `folds` saw in training: every image outside

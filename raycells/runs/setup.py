@@ -21,6 +21,7 @@ from ..data.index import open_dataset
 from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
 from ..data.shortcuts import check_shortcuts
 from ..errors import RaycellsError
+from ..files import check_writable
 from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
 from ..train.models import create_model, load_weights
 from ..train.trainer import init_ray
@@ -43,6 +44,7 @@ def open_run(out: str | Path | None, command: str, *, resume: bool = False,
     if resume and out is None:
         raise RaycellsError("--resume needs --out: the run directory to continue.")
     run = RunDir(out or Path("runs") / f"{command}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    check_writable(run.path, folder=True)
     if resume and not run.config.is_file():
         raise RaycellsError(f"{run.path}: nothing to resume (no config.json). Start the run "
                             "without --resume.")
@@ -104,7 +106,8 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     used = base[~frame["label"].isin(dropped)].reset_index(drop=True)
     extra_counts: dict[str, int] = {}
     if experiment.extra_data:
-        added = mapped_extra(open_dataset(experiment.extra_data),
+        added = mapped_extra(open_dataset(experiment.extra_data,
+                                          allow_outside=experiment.allow_outside),
                              load_mapping(experiment.extra_map), set(plan["label"]))
         plan = with_extra(plan, added, experiment.folds)
         used = pd.concat([used, added[used.columns]], ignore_index=True)

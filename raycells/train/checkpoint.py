@@ -21,7 +21,8 @@ from ..errors import RaycellsError
 
 FILE = "state.pt"
 PATTERN = f"epoch-*/{FILE}"
-"""A fold's checkpoint files, relative to its checkpoint/ folder."""
+"""A fold's checkpoint files, relative to its checkpoint/ folder: epoch-NNN, or epoch-NNN-rK
+after K restarts; sorted by name, the last is the newest."""
 
 
 @dataclass
@@ -97,6 +98,26 @@ def read_torch_file(path: str | Path, fix: str) -> Any:
                 "(loading them could run code)" if isinstance(error, pickle.UnpicklingError)
                 else f"it cannot be read ({str(error).splitlines()[0] if str(error) else error!r})")
         raise RaycellsError(f"{path}: {what}. {fix}") from None
+
+
+def newest_readable(path: str | Path) -> Checkpoint:
+    """The checkpoint in folder `path`, or when it cannot be read (a file cut short by a full
+    disk or a killed write) the newest older one beside it (the epoch a fold restarts from,
+    in its metrics.json's restored_from, says which)."""
+    path = Path(path)
+    older = sorted((p.parent for p in path.parent.glob(PATTERN) if p.parent.name < path.name),
+                   reverse=True)
+    damaged: list[Path] = []
+    for folder in [path, *older]:
+        try:
+            return load_checkpoint(folder)
+        except RaycellsError:
+            if folder == path and not older:
+                raise
+            damaged.append(folder / FILE)
+    raise RaycellsError(f"{path.parent}: no checkpoint there can be read (damaged: "
+                        f"{', '.join(map(str, damaged))}). Start the fold again: delete "
+                        f"{path.parent} and resume.")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

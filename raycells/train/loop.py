@@ -29,7 +29,7 @@ from ..metrics import confusion_scores
 from ..seeds import derive_seed
 from ..settings import as_dict
 from .augment import Augmenter
-from .checkpoint import Checkpoint, Progress, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, Progress, newest_readable, save_checkpoint
 from .feed import EpochBatches, validation_share
 from .inputs import prepare_images
 from .job import FoldJob
@@ -108,8 +108,7 @@ class FoldTraining:
         """Continue from Ray Train's last checkpoint of this fold, if there is one."""
         if checkpoint is None:
             return
-        with checkpoint.as_directory() as folder:
-            saved = load_checkpoint(folder)
+        saved = newest_readable(checkpoint.path)  # the run directory is a local or shared folder
         self.model.load_state_dict(saved.model)
         self.scaler.load_state_dict(saved.scaler)
         self.progress = saved.progress
@@ -205,8 +204,12 @@ class FoldTraining:
                 image_size=job.experiment.image_size, experiment=as_dict(job.experiment),
                 progress=self.progress, model=self.model.state_dict(),
                 optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict()), folder)
+            # After a restart the names get -r<restarts>: an epoch trained again (its first
+            # checkpoint was cut short) never reuses a folder Ray Train still tracks.
+            restarts = len(self.progress.restored_from)
+            name = f"epoch-{epoch + 1:03d}" + (f"-r{restarts}" if restarts else "")
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                             checkpoint_dir_name=f"epoch-{epoch + 1:03d}")
+                             checkpoint_dir_name=name)
 
     def _batches(self, epoch: int) -> EpochBatches:
         seed = derive_seed(self.job.experiment.seed, "batches", self.job.fold, epoch, self.rank)

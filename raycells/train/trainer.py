@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pandas as pd
 from ..data.folds import fold_parts
 from ..data.pipeline import part_dataset
 from ..data.sampling import expected_copies, loss_weights
-from ..errors import RaycellsError
+from ..errors import RaycellsError, RayUnavailable
+from ..files import WRITE_FAILURES
 from ..seeds import derive_seed
 from ..settings import Experiment, Placement
 from .job import FoldJob
@@ -92,14 +95,41 @@ def init_ray(placement: Placement) -> None:
     # process was killed (a trial stopped early, mid-epoch) is otherwise counted for 180 s.
     os.environ.setdefault(DATA_RESERVATION_ENV, "60")
     if not ray.is_initialized():
-        ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, configure_logging=True)
+        except SystemExit as stop:  # ray.init's own SIGTERM handler, while it starts Ray
+            if stop.code == signal.SIGTERM and callable(handler):
+                handler(signal.SIGTERM, None)  # the caller's way of ending on SIGTERM
+            raise
+        except Exception as error:  # Ray's own failure types vary by version and cause
+            what = (f"join the cluster at {placement.address}" if placement.address
+                    else "start a local cluster")
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise RayUnavailable(f"Ray could not {what} ({type(error).__name__}: "
+                                 f"{first}); a machine under load or a stale Ray from an "
+                                 "earlier run (`ray stop` ends it) are the usual causes.") from error
+        if handler not in (signal.SIG_DFL, None) and _main_thread():
+            signal.signal(signal.SIGTERM, handler)  # ray.init replaces the caller's with exit(15)
     context = ray.data.DataContext.get_current()
     # Blocks in the order they were read (not as tasks finish): with seeded shard orders and
     # sampling draws, the same seed then streams the same rows (raycells.data.pipeline).
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+
+
+def stop_ray() -> None:
+    """Shut Ray down now (after an interrupt), rather than at interpreter exit."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
@@ -134,7 +164,8 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
         run_config=ray.train.RunConfig(
             name="checkpoint", storage_path=str(storage.resolve()),
             failure_config=ray.train.FailureConfig(max_failures=3),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            # Two: a last checkpoint cut short (a full disk, a killed write) falls back to the one before.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
         datasets={
             "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
@@ -148,7 +179,8 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
 
 def fit(trainer):
     """`trainer.fit()`, with a worker's refusal (a `RaycellsError`, such as a folder its node
-    cannot see) raised as itself rather than inside Ray Train's report of worker failures."""
+    cannot see) or a write its disk refused (`WRITE_FAILURES`) raised as itself rather than
+    inside Ray Train's report of worker failures."""
     import ray.train
 
     try:
@@ -158,4 +190,6 @@ def fit(trainer):
             cause = getattr(failure, "cause", failure)
             if isinstance(cause, RaycellsError):
                 raise RaycellsError(str(cause.args[0])) from None
+            if isinstance(cause, OSError) and cause.errno in WRITE_FAILURES:  # saving a checkpoint
+                raise OSError(cause.errno, cause.strerror, cause.filename) from None
         raise

@@ -1,0 +1,149 @@
+"""Damaged run directories and places that cannot be written: each gives a clear error (exit 2)
+or is worked around, and nothing finished is lost. These need no Ray: the whole-run faults are
+in test_runs.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from raycells.cli.main import app
+from raycells.errors import RaycellsError
+from raycells.report.scoring import score_run
+from raycells.runs.lock import LOCK_FILE, locked
+from raycells.runs.rundir import RunDir
+
+runner = CliRunner()
+FOLD = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("MYO", [0.2, 0.6, 0.2])]
+
+
+def test_a_damaged_predictions_file_is_named_and_the_other_folds_reported(tmp_path, prediction_run):
+    run = RunDir(prediction_run(tmp_path, {0: FOLD, 1: FOLD, 2: FOLD}))
+    (run.fold(1) / "predictions.parquet").write_bytes(b"PAR1 cut short")
+    scores = score_run(run.path)
+    assert scores.folds == [0, 2] and scores.missing == [1]
+    assert "fold-1/predictions.parquet cannot be read" in scores.damaged[1]
+    result = runner.invoke(app, ["report", str(run.path)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "Damaged files" in result.output
+    assert "fold-1/predictions.parquet cannot be read" in (run.report / "report.md").read_text()
+    saved = json.loads((run.report / "metrics.json").read_text())
+    assert list(saved["damaged_folds"]) == ["1"] and saved["folds"] == [0, 2]
+
+
+def test_a_config_without_its_data_table_is_reported_from_the_fold_plan(tmp_path, prediction_run):
+    run = RunDir(prediction_run(tmp_path, {0: FOLD, 1: FOLD}))
+    run.config.write_text(json.dumps({"settings": {"experiment": {"folds": 2}}}))
+    assert score_run(run.path).classes == ["MOB", "MYO", "NGS"]
+    assert runner.invoke(app, ["report", str(run.path)]).exit_code == 0
+
+
+def test_only_damaged_predictions_is_a_clear_error(tmp_path, prediction_run):
+    run = RunDir(prediction_run(tmp_path, {0: FOLD}))
+    (run.fold(0) / "predictions.parquet").write_text("garbage")
+    result = runner.invoke(app, ["report", str(run.path)])
+    assert result.exit_code == 2
+    assert "no fold has predictions yet that can be read" in result.output
+    assert "--resume" in result.output
+
+
+def test_a_fold_is_finished_only_when_its_metrics_match_its_predictions(tmp_path, prediction_run):
+    run = RunDir(prediction_run(tmp_path, {0: FOLD, 1: FOLD, 2: FOLD, 3: FOLD}))
+    for k in range(4):
+        (run.fold(k) / "metrics.json").write_text(json.dumps({"images": len(FOLD)}))
+    (run.fold(1) / "metrics.json").write_text('{"images": 3, "accur')  # cut short
+    (run.fold(2) / "metrics.json").write_text(json.dumps({"images": 2}))  # not these predictions
+    (run.fold(3) / "predictions.parquet").unlink()
+    assert [run.fold_finished(k) for k in range(4)] == [True, False, False, False]
+
+
+def test_a_second_command_on_a_run_directory_is_refused_with_the_holders_pid(tmp_path, matek_dir):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom raycells.runs.lock import locked\n"
+         f"with locked({str(out)!r}, 'cv'):\n    print('held', flush=True)\n    time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = runner.invoke(app, ["cv", "--data", str(matek_dir), "--out", str(out),
+                                     "--folds", "2", "--drop-small-classes"])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert f"is in use by `raycells cv` (pid {holder.pid}" in text
+        assert "one command at a time" in text
+        assert (out / LOCK_FILE).is_file()  # the holder's lock is left alone
+        assert os.listdir(out) == [LOCK_FILE]  # and the refused command wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_is_released_and_the_folder_it_made_removed_when_nothing_was_written(tmp_path):
+    with locked(tmp_path / "run", "cv") as note:
+        assert note is None and (tmp_path / "run" / LOCK_FILE).is_file()
+    assert not (tmp_path / "run").exists()
+    with locked(tmp_path / "kept", "cv"):
+        (tmp_path / "kept" / "config.json").write_text("{}")
+    assert os.listdir(tmp_path / "kept") == ["config.json"]
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_note(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead = int(finished.stdout)
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": dead, "host": os.uname().nodename,
+                                                  "command": "cv", "started": "earlier"}))
+    with locked(tmp_path, "transfer") as note:
+        assert f"pid {dead}" in note and "no longer runs" in note
+        holder = json.loads((tmp_path / LOCK_FILE).read_text())
+        assert holder["pid"] == os.getpid() and holder["command"] == "transfer"
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_lock_from_another_host_is_refused_with_the_file_to_delete(tmp_path):
+    lock = tmp_path / LOCK_FILE
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "command": "cv"}))
+    with pytest.raises(RaycellsError, match=f"pid 1 on elsewhere.*delete {lock}"), \
+            locked(tmp_path, "cv"):
+        pass
+    assert lock.is_file()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    cases = [
+        (["cv", "--out", str(a_file)], "is a file, and a folder is wanted"),
+        (["cv", "--out", str(a_file / "run")], "is a file, so nothing can be written under it"),
+        (["data", "index", str(tmp_path), "--out", str(tmp_path)], "is a folder, and a file is wanted"),
+        (["data", "demo", str(a_file)], "is a file, and a folder is wanted"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args, terminal_width=300)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+
+
+def test_ray_that_cannot_start_is_a_clear_error_with_the_resume_command(tmp_path, small_pbc,
+                                                                        monkeypatch):
+    import ray
+
+    def timed_out(*args, **kwargs):
+        raise RuntimeError("The current node timed out during startup.\nmore of Ray's text")
+
+    monkeypatch.setattr(ray, "init", timed_out)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["cv", "--data", str(small_pbc), "--out", str(out), "--model",
+                                 "tiny_cnn", "--folds", "2"], terminal_width=300)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert ("Ray could not start a local cluster (RuntimeError: The current node timed out "
+            "during startup.)") in text
+    assert f"continue with `raycells cv --resume --out {out}`" in text
+    assert "more of Ray's text" not in text and "Traceback" not in text
+    assert (out / "config.json").is_file() and not (out / LOCK_FILE).exists()
