@@ -53,8 +53,9 @@ def _terminate(signum, frame) -> None:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the block runs (in the main thread only: signal
-    handlers live there)."""
+    """Turn SIGTERM into `Terminated` while the block (a whole command) runs, in the main
+    thread only: signal handlers live there. Where no display catches it (indexing), it ends
+    the process quietly with 143."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -20,7 +20,7 @@ from ..runs.cv import CvResult
 from ..runs.lock import locked
 from ..runs.rundir import RunDir
 from ..train.trainer import stop_ray
-from .common import Terminated, console, new_progress, ray_messages_to, status, stop_on_sigterm
+from .common import Terminated, console, new_progress, ray_messages_to, status
 
 
 def _kept(run: RunDir, interrupted: str) -> str:
@@ -67,7 +67,7 @@ class LiveDisplay:
         hint."""
         run = RunDir(run_dir)
         try:
-            with stop_on_sigterm(), locked(run.path, command) as note:
+            with locked(run.path, command) as note:
                 if note:
                     status.print(f"[yellow]note:[/] {note}", highlight=False)
                 with ray_messages_to(run.ray_log):

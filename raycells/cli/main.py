@@ -3,6 +3,7 @@
 import typer
 
 from . import cv, data, evaluate, report, transfer, tune
+from .common import stop_on_sigterm
 
 app = typer.Typer(
     name="raycells",
@@ -12,6 +13,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _every_command(context: typer.Context) -> None:
+    # SIGTERM (schedulers, `timeout`) ends every command like Ctrl-C, with exit status 143.
+    context.with_resource(stop_on_sigterm())
+
+
 app.add_typer(data.app, name="data")
 app.command("cv")(cv.cv)
 app.command("tune")(tune.tune)

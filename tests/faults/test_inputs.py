@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -147,3 +149,29 @@ def test_ray_that_cannot_start_is_a_clear_error_with_the_resume_command(tmp_path
     assert f"continue with `raycells cv --resume --out {out}`" in text
     assert "more of Ray's text" not in text and "Traceback" not in text
     assert (out / "config.json").is_file() and not (out / LOCK_FILE).exists()
+
+
+def test_sigterm_while_indexing_ends_quietly_with_143_and_writes_nothing(tmp_path, pbc_dir):
+    out = tmp_path / "manifest.parquet"
+    log = tmp_path / "output.txt"
+    with open(log, "w") as output:
+        indexing = subprocess.Popen([sys.executable, "-m", "raycells.cli.main", "data", "index",
+                                     str(pbc_dir), "--out", str(out)],
+                                    stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while not _reads_from(indexing.pid, pbc_dir):  # hashing and decoding 8,562 images
+        assert time.time() < deadline and indexing.poll() is None, log.read_text()
+        time.sleep(0.05)
+    indexing.send_signal(signal.SIGTERM)
+    assert indexing.wait(timeout=60) == 143
+    assert "Traceback" not in log.read_text() and not out.exists()
+    assert not list(tmp_path.glob(".manifest.parquet.*"))
+
+
+def _reads_from(pid: int, folder) -> bool:
+    """Whether process `pid` has a file under `folder` open (Linux's /proc)."""
+    try:
+        links = [os.readlink(entry) for entry in os.scandir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(link.startswith(str(folder)) for link in links)
