@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +21,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _beside(target, ".tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -39,7 +39,8 @@ def staged_folder(target: str | os.PathLike, marker: str) -> Iterator[Path]:
     first) is kept."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = _beside(target, "")
+    staging.mkdir(0o777)
     try:
         yield staging
         if not (target / marker).is_file():
@@ -69,6 +70,13 @@ def check_writable(path: str | os.PathLike, *, folder: bool, option: str = "--ou
     if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK | os.X_OK):
         raise RaycellsError(f"{option} {path}: {existing} is not writable. Choose an {option} "
                             "on a mounted file system you can write to.")
+
+
+def _beside(target: Path, suffix: str) -> Path:
+    """A new hidden name beside `target`. Created with the user's umask (tempfile's 0600 and
+    0700 would make a shared run directory or cache unreadable to colleagues and other
+    nodes' users)."""
+    return target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix}"
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

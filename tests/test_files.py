@@ -1,0 +1,31 @@
+"""Files a run writes are complete or absent, and readable by whoever may read the folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from raycells.files import atomic_path, staged_folder, write_json
+
+
+def test_written_files_and_folders_follow_the_umask_like_any_other_program(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "metrics.json", {"images": 3})
+        with staged_folder(tmp_path / "cache", "done") as staging:
+            (staging / "done").write_text("")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "metrics.json").st_mode & 0o777 == 0o644  # not tempfile's 0600
+    assert os.stat(tmp_path / "cache").st_mode & 0o777 == 0o755  # not tempfile's 0700
+    assert sorted(os.listdir(tmp_path)) == ["cache", "metrics.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    write_json(tmp_path / "metrics.json", {"images": 3})
+    with pytest.raises(OSError), atomic_path(tmp_path / "metrics.json") as tmp:
+        tmp.write_text('{"images": ')
+        raise OSError(28, "No space left on device")
+    assert (tmp_path / "metrics.json").read_text().startswith('{\n  "images": 3')
+    assert os.listdir(tmp_path) == ["metrics.json"]
