@@ -30,11 +30,9 @@ def locked(run_dir: str | Path, command: str) -> Iterator[str | None]:
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
+    except OSError as error:  # a file of that name, a missing mount, no permission
         raise RaycellsError(f"{folder}: cannot create the run directory ({error.strerror}). "
                             "Choose an --out on a mounted, writable file system.") from error
-    if not folder.is_dir():
-        raise RaycellsError(f"{folder} is a file, not a run directory: choose another --out.")
     lock = folder / LOCK_FILE
     try:
         note = _acquire(lock, command)

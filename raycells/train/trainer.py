@@ -110,7 +110,8 @@ def init_ray(placement: Placement) -> None:
             raise RayUnavailable(f"Ray could not {what} ({type(error).__name__}: "
                                  f"{first}); a machine under load or a stale Ray from an "
                                  "earlier run (`ray stop` ends it) are the usual causes.") from error
-        if handler not in (signal.SIG_DFL, None) and _main_thread():
+        if handler not in (signal.SIG_DFL, None) and (
+                threading.current_thread() is threading.main_thread()):
             signal.signal(signal.SIGTERM, handler)  # ray.init replaces the caller's with exit(15)
     context = ray.data.DataContext.get_current()
     # Blocks in the order they were read (not as tasks finish): with seeded shard orders and
@@ -126,10 +127,6 @@ def stop_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
