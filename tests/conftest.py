@@ -16,7 +16,8 @@ from raycells.data.manifest import Manifest, read_manifest, write_manifest
 from raycells.runs.rundir import RunDir, write_plan
 from raycells.train.trainer import DATA_RESERVATION_ENV
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Resolved: indexing resolves image paths, so a ../shared reached through a link must compare equal.
+SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 RAY_FIXTURES = {"ray_session", "aml_run"}
 """Fixtures that start Ray: a test using one is an end-to-end test, marked slow."""
 
