@@ -18,7 +18,7 @@ from raycells.train.trainer import DATA_RESERVATION_ENV
 
 # Resolved: indexing resolves image paths, so a ../shared reached through a link must compare equal.
 SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
-RAY_FIXTURES = {"ray_session", "aml_run"}
+RAY_FIXTURES = {"ray_session", "aml_run", "pbc_run"}
 """Fixtures that start Ray: a test using one is an end-to-end test, marked slow."""
 
 
@@ -121,7 +121,7 @@ def complete_run():
     return check
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
     """A manifest of 12 real images per PBC class."""
     frame = pbc_manifest.frame.groupby("label").head(12).reset_index(drop=True)
@@ -130,26 +130,40 @@ def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def aml_run(matek_dir, tmp_path_factory) -> Path:
-    """A finished 2-fold run (tiny CNN, one epoch) on the AML samples: 15 classes. Trained once
-    per test session, on a Ray cluster of its own (set up before any module's ray_session)."""
+def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
+    """A finished 2-fold run (tiny CNN at 32x32, one epoch) on `manifest`, trained on a Ray
+    cluster of its own (set up before any module's ray_session) unless one is running."""
     import ray
 
     from raycells.runs.cv import run_cv
     from raycells.settings import build_settings
 
-    run = tmp_path_factory.mktemp("source") / "aml"
     experiment, placement = build_settings(flags={
         "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
-        "lr": 0.01, "data": str(matek_dir)})
+        "lr": 0.01, "data": str(data)})
     started = not ray.is_initialized()
     if started:
         os.environ.setdefault(DATA_RESERVATION_ENV, "60")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        run_cv(run, experiment, placement, manifest=index_dataset(matek_dir))
+        run_cv(out, experiment, placement, manifest=manifest)
     finally:
         if started:
             ray.shutdown()
-    return run
+    return out
+
+
+@pytest.fixture(scope="session")
+def aml_run(matek_dir, tmp_path_factory) -> Path:
+    """A finished 2-fold run (tiny CNN, one epoch) on the AML samples: 15 classes. Trained once
+    per test session."""
+    return _trained_run(tmp_path_factory.mktemp("source") / "aml", matek_dir,
+                        index_dataset(matek_dir))
+
+
+@pytest.fixture(scope="session")
+def pbc_run(small_pbc, tmp_path_factory) -> Path:
+    """A finished 2-fold run (tiny CNN, one epoch) on `small_pbc`: 8 classes. Trained once per
+    test session; the other PBC images never trained it."""
+    return _trained_run(tmp_path_factory.mktemp("source") / "pbc", small_pbc,
+                        read_manifest(small_pbc))

@@ -19,7 +19,7 @@ from raycells.settings import Experiment, Placement, Transfer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "raycells"
 DOCUMENT = PACKAGE.parent / "docs" / "architecture.md"
-STAGES = {"data": 1, "train": 2, "runs": 3, "report": 4, "cli": 5}
+STAGES = {"data": 1, "train": 2, "runs": 3, "use": 4, "report": 5, "cli": 6}
 """The flow's stages in order; top-level modules (settings, errors, files, metrics) are 0."""
 
 
@@ -54,8 +54,9 @@ def _stage(module: str) -> int:
 
 
 def test_no_module_imports_from_a_later_stage_of_the_flow():
+    # `raycells` itself is the public face, like the CLI: `raycells.load_model` (loaded lazily).
     later = [f"{module} imports {target}" for module, targets in _imports().items()
-             for target in targets if _stage(target) > _stage(module)]
+             if module != "raycells" for target in targets if _stage(target) > _stage(module)]
     assert later == []
 
 

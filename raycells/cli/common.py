@@ -157,6 +157,16 @@ def load_dataset(path: str | Path | None, max_pixels: int = MAX_PIXELS, *,
                             allow_outside=allow_outside)
 
 
+def print_problems(manifest: Manifest) -> None:
+    """Name the files indexing skipped or could not read, and its warnings."""
+    if manifest.skipped:
+        status.print(f"Skipped {len(manifest.skipped)} files that are not images.")
+    for problem in manifest.unreadable:
+        status.print(f"[red]unreadable:[/] {problem.path}: {problem.reason}", highlight=False)
+    for warning in manifest.warnings:
+        status.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
 def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
                       config: Path | None, resume: bool, ignore: tuple[str, ...] = (),
                       ) -> tuple[Experiment, Placement, Manifest | None]:

@@ -12,19 +12,15 @@ from rich.table import Table
 from ..data.demo import write_demo
 from ..data.duplicates import NEAR_BITS
 from ..data.images import MAX_PIXELS
-from ..data.manifest import Manifest, write_manifest
+from ..data.manifest import write_manifest
 from ..data.shortcuts import AUC_LIMIT
 from ..data.summary import DatasetSummary, summarize
 from ..errors import RaycellsError
 from ..files import check_writable
-from .common import EXIT_UNREADABLE, console, load_dataset, reported_errors, status
-from .options import takes_settings
+from .common import EXIT_UNREADABLE, console, load_dataset, print_problems, reported_errors, status
+from .options import MaxPixels, takes_settings
 
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
-
-MaxPixels = Annotated[int, typer.Option(
-    min=1, help="Largest image (width x height) to read; larger ones are listed as unreadable, "
-                "a guard against decompression bombs. Raise it for legitimately large scans.")]
 
 DatasetArg = Annotated[
     Path | None,
@@ -53,7 +49,7 @@ def index(
     classes = manifest.class_counts()
     console.print(f"Indexed [bold]{len(manifest):,}[/] images in {len(classes)} classes "
                   f"(layout {manifest.layout}, source {manifest.source}) -> {out}")
-    _print_problems(manifest)
+    print_problems(manifest)
     if manifest.unreadable:
         raise typer.Exit(EXIT_UNREADABLE)
 
@@ -100,15 +96,6 @@ def _print_sets(sets: list, shown: int = 20) -> None:
         console.print(f"  {apart}{pairs}", highlight=False)
     if len(sets) > shown:
         console.print(f"  ... and {len(sets) - shown} more")
-
-
-def _print_problems(manifest: Manifest) -> None:
-    if manifest.skipped:
-        status.print(f"Skipped {len(manifest.skipped)} files that are not images.")
-    for problem in manifest.unreadable:
-        status.print(f"[red]unreadable:[/] {problem.path}: {problem.reason}", highlight=False)
-    for warning in manifest.warnings:
-        status.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _render(summary: DatasetSummary) -> None:

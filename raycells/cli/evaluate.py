@@ -3,7 +3,6 @@ a cross-validation run."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,13 +14,8 @@ from ..runs.setup import open_run
 from ..settings import Placement
 from .common import console, load_dataset, reported_errors, status
 from .live import LiveDisplay, print_tables
-from .options import AllowOverlap, Out, takes_settings
+from .options import AllowOverlap, Fold, From, Out, takes_settings
 
-From = Annotated[Path, typer.Option(
-    "--from", help="Run directory whose trained models predict (raycells cv or transfer).")]
-Fold = Annotated[int | None, typer.Option(
-    help="Use this fold's model only (default: the mean of every finished fold's probabilities).",
-    show_default=False)]
 Map = Annotated[str | None, typer.Option(
     "--map", help="Map the images' labels onto the network's classes: pbc-to-aml, or a .json/.csv "
                   "(from,to) file. Images whose label does not map are left out and counted.",

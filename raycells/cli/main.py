@@ -2,7 +2,7 @@
 
 import typer
 
-from . import cv, data, evaluate, report, transfer, tune
+from . import cv, data, evaluate, explain, export, predict, report, transfer, tune
 from .common import stop_on_sigterm
 
 app = typer.Typer(
@@ -26,6 +26,9 @@ app.command("cv")(cv.cv)
 app.command("tune")(tune.tune)
 app.command("transfer")(transfer.transfer)
 app.command("evaluate")(evaluate.evaluate)
+app.command("predict")(predict.predict)
+app.command("export")(export.export)
+app.command("explain")(explain.explain)
 app.command("report")(report.report)
 
 if __name__ == "__main__":

@@ -225,6 +225,20 @@ Search = Annotated[list[str] | None, typer.Option(
                      'winner, test it once on the fold. Same syntax as tune\'s --space, such as '
                      '"sampling.policy=none|oversample"; repeat for more settings; a config '
                      'file may hold a "space" table instead.', show_default=False)]
+MaxPixels = Annotated[int, typer.Option(
+    min=1, help="Largest image (width x height) to read; larger ones are listed as unreadable, "
+                "a guard against decompression bombs. Raise it for legitimately large scans.")]
+Images = Annotated[list[Path], typer.Argument(
+    help="Images: folders (searched recursively, any layout), CSVs with a path column, "
+         "manifests (.parquet) or image files.", show_default=False)]
+From = Annotated[Path, typer.Option(
+    "--from", help="Run directory whose trained networks are used (raycells cv or transfer).")]
+Fold = Annotated[int | None, typer.Option(
+    help="Use this fold's network only (default: every finished fold's, their probabilities "
+         "averaged).", show_default=False)]
+Threshold = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Probability threshold for the blast and atypical flags, sensitivity "
+                           "and specificity.")]
 AllowOverlap = Annotated[bool, typer.Option(
     "--allow-overlap", help="Go on although the images scored were used to train or to choose "
                             "the network (the scores are then not test results).")]

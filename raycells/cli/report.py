@@ -8,19 +8,24 @@ from typing import Annotated
 import typer
 
 from ..report.compare import compare
+from ..report.examples import write_examples
 from ..report.scoring import score_run
 from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
 from ..runs.rundir import RunDir
-from .common import console, reported_errors
+from .common import console, progress_bar, reported_errors
 from .live import print_tables
+from .options import Threshold
 
 RunDirs = Annotated[list[Path], typer.Argument(
     help="Run directories written by `raycells cv`; with several, each is compared with the first.")]
-Threshold = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="Probability threshold for the blast and atypical sensitivity and specificity.")]
 
 
-def report(run_dirs: RunDirs, threshold: Threshold = 0.5) -> None:
+Examples = Annotated[int, typer.Option(
+    min=0, help="Add report/examples.html: per class, this many correctly classified test images "
+                "and this many of the most confident mistakes, each with its Grad-CAM map.")]
+
+
+def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0) -> None:
     """Tables and pictures like Matek et al. 2019 from a run directory (finished or not): per-class
     precision and sensitivity as mean ± std over folds, blast and atypical ROC AUC, confusion
     matrices, and the paper's table beside ours for the AML scheme."""
@@ -31,6 +36,10 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5) -> None:
             data = RunDir(run_dir).read_config().get("data", {})
             facts = {"synthetic": bool(data.get("synthetic")), "warnings": data.get("warnings", [])}
             written = write_report(scores, RunDir(run_dir).report, **facts)
+            if examples:
+                with progress_bar("Drawing the examples' class activation maps") as update:
+                    path = write_examples(run_dir, examples, progress=update)
+                written[path.name] = path
             runs.append(scores)
             if len(run_dirs) == 1:
                 print_tables(report_tables(scores, **facts))

@@ -81,13 +81,18 @@ def load_square(path: str, size: int) -> np.ndarray:
     with Image.open(path) as image:
         if image.format == "JPEG":
             image.draft("RGB", (size, size))  # decode at a reduced scale when that is enough
-        image = to_rgb(image)
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        if side != size:
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(image, dtype=np.uint8)
+        return square(image, size)
+
+
+def square(image: Image.Image, size: int) -> np.ndarray:
+    """A decoded image as a (size, size, 3) uint8 array: RGB, the central square, resized."""
+    image = to_rgb(image)
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def images_from_column(column: pa.ChunkedArray | pa.Array, size: int) -> np.ndarray:

@@ -110,12 +110,17 @@ def probe(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageFacts:
         if tables else ""
     if max(rgb.size) > 128:
         rgb = rgb.reduce(max(rgb.size) // 64)
-    pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3) / 255
+    mean, std = colour_stats(rgb)
     return ImageFacts(sha1=hashlib.sha1(data).hexdigest(), width=width, height=height, mode=mode,
                       format=image.format or "", file_bytes=len(data), quant=quant,
-                      dhash=difference_hash(rgb),
-                      mean=tuple(round(float(v), 4) for v in pixels.mean(0)),
-                      std=tuple(round(float(v), 4) for v in pixels.std(0)))
+                      dhash=difference_hash(rgb), mean=mean, std=std)
+
+
+def colour_stats(rgb: Image.Image) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, standard deviation) of each RGB channel of an RGB image, 0-1."""
+    pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3) / 255
+    return (tuple(round(float(v), 4) for v in pixels.mean(0)),
+            tuple(round(float(v), 4) for v in pixels.std(0)))
 
 
 def difference_hash(image: Image.Image) -> str:

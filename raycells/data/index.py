@@ -8,6 +8,9 @@ Recognised layouts, decided by looking at the folder:
 - ``demo``: the built-in synthetic dataset (see ``raycells.data.demo``);
 - ``folders``: any other ``<class>/<image>`` tree;
 - ``csv``: a CSV file with path and label columns (fine_label and group optional).
+
+Images to predict need no labels: `index_images` takes folders (any layout), CSVs with a path
+column, manifests and image files, and indexes them as layout ``images``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import RaycellsError
-from .images import MAX_PIXELS, UnreadableImage, is_image_name, probe
+from .images import IMAGE_SUFFIXES, MAX_PIXELS, UnreadableImage, is_image_name, probe
 from .manifest import COLUMNS, Manifest, Problem, read_manifest
 from .schemes import AML, PBC, PBC_FINE_LABELS
 
@@ -130,6 +133,54 @@ def _index(path: str | os.PathLike, progress: Progress | None, threads: int | No
                     warnings=warnings)
 
 
+def index_images(sources: list[str | os.PathLike], *, progress: Progress | None = None,
+                 max_pixels: int = MAX_PIXELS, allow_outside: bool = False) -> Manifest:
+    """Index unlabelled images: every image under a folder (recursively, any layout), the `path`
+    column of a CSV (relative to its folder), a Parquet manifest's rows, or image files. Labels
+    are kept where a CSV or manifest has them. Unreadable images and files with other names are
+    listed in the result, never raised; a source that does not exist raises RaycellsError."""
+    rows: list[dict] = []
+    skipped: list[str] = []
+    unreadable: list[Problem] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            for file in sorted(p for p in path.resolve().rglob("*") if p.is_file()):
+                if is_image_name(file):
+                    rows.append({"path": str(file)})
+                elif not file.name.startswith("."):
+                    skipped.append(str(file))
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            found, missing, _ = _csv_rows(path.resolve(), ("path",), allow_outside)
+            rows += [{"path": row["path"], "label": row.get("label") or None} for row in found]
+            unreadable += missing
+        elif path.suffix.lower() == ".parquet" and path.is_file():
+            rows += read_manifest(path).frame[["path", "label"]].to_dict("records")
+        elif path.is_file() and is_image_name(path):
+            rows.append({"path": str(path.resolve())})
+        elif path.exists():
+            raise RaycellsError(f"{path}: neither an image, a folder, a CSV with a path column nor "
+                                "a Parquet manifest. Pass images, or folders holding them.")
+        else:
+            raise RaycellsError(f"{path}: no such file or folder. Check the path (relative paths "
+                                f"start from {Path.cwd()}).")
+    rows = list({row["path"]: {"label": None, "fine_label": None, "group": None, **row}
+                 for row in rows}.values())
+    if not rows:
+        raise RaycellsError(f"{', '.join(map(str, sources))}: no image files there "
+                            f"({len(skipped)} other files). Image files end in "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}.")
+    guard = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
+    try:
+        frame, more = _probe_all(rows, "images", progress, None, max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+    frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
+    return Manifest(frame=frame, root=str(sources[0]), layout="images", source="images",
+                    skipped=skipped, unreadable=unreadable + more)
+
+
 def _detect_layout(root: Path, files: dict[str, list[Path]]) -> str:
     names = set(files)
     if (root / DEMO_MARKER).is_file():
@@ -188,48 +239,58 @@ def _apply_annotations(annotations: Path, rows: list[dict]) -> list[str]:
 
 def _index_csv(csv: Path, progress: Progress | None, threads: int | None,
                max_pixels: int, allow_outside: bool) -> Manifest:
+    found, unreadable, blank = _csv_rows(csv, ("path", "label"), allow_outside)
+    if not found:
+        raise RaycellsError(f"{csv}: none of the listed images was found. Relative paths start "
+                            "at the CSV's folder.")
+    rows = [{"path": row["path"], "label": row["label"], "fine_label": row.get("fine_label") or None,
+             "group": row.get("group") or None} for row in found]
+    frame, more = _probe_all(rows, csv.stem, progress, threads, max_pixels)
+    warnings = [f"{csv}: {blank} rows without path or label were ignored."] if blank else []
+    return Manifest(frame=frame, root=str(csv), layout="csv", source=csv.stem,
+                    unreadable=unreadable + more, warnings=warnings)
+
+
+def _csv_rows(csv: Path, required: tuple[str, ...],
+              allow_outside: bool) -> tuple[list[dict], list[Problem], int]:
+    """A CSV's rows with their `path` resolved against the CSV's folder: (rows whose file exists,
+    the listed files not found, how many rows left a required column blank). Paths leading out
+    of the CSV's folder are refused unless `allow_outside`."""
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
         raise RaycellsError(f"{csv}: not a readable CSV ({error}). Write one row per image with "
-                            "path,label columns.") from error
+                            f"{','.join(required)} columns.") from error
     table.columns = [column.strip().lower() for column in table.columns]
-    missing = {"path", "label"} - set(table.columns)
+    missing = set(required) - set(table.columns)
     if missing:
         raise RaycellsError(f"{csv}: no {' or '.join(sorted(missing))} column (found: "
                             f"{', '.join(table.columns) or 'none'}). The first row must name the "
-                            "columns: path,label[,fine_label][,group].")
+                            f"columns: {','.join(required)}[,fine_label][,group].")
     if table.empty:
         raise RaycellsError(f"{csv}: the CSV lists no images. Add one row per image.")
-    rows, unreadable, blank, outside = [], [], 0, []
+    rows, not_found, blank, outside = [], [], 0, []
     for record in table.to_dict("records"):
-        if not record["path"].strip() or not record["label"].strip():
+        if not all(record[column].strip() for column in required):
             blank += 1
             continue
-        file = Path(os.path.normpath(csv.parent / Path(record["path"].strip()).expanduser()))
+        record = {key: value.strip() for key, value in record.items()}
+        file = Path(os.path.normpath(csv.parent / Path(record["path"]).expanduser()))
         if not file.is_relative_to(csv.parent):
-            outside.append(record["path"].strip())
+            outside.append(record["path"])
         file = file.resolve()
         if not file.is_file():
-            unreadable.append(Problem(str(file), f"listed in {csv.name} but not found: fix the "
-                                      "path (relative paths start at the CSV's folder)"))
+            not_found.append(Problem(str(file), f"listed in {csv.name} but not found: fix the "
+                                     "path (relative paths start at the CSV's folder)"))
             continue
-        rows.append({"path": str(file), "label": record["label"].strip(),
-                     "fine_label": record.get("fine_label") or None,
-                     "group": record.get("group") or None})
+        rows.append({**record, "path": str(file)})
     if outside and not allow_outside:
         raise RaycellsError(
             f"{csv}: {len(outside):,} listed paths lead outside the CSV's folder {csv.parent} "
             f"(absolute, or with .. leading out), such as {outside[0]}. Move the images (or the "
             "CSV) so that they lie under the CSV's folder, or pass --allow-outside if you trust "
             "this CSV to name the files it reads.")
-    if not rows:
-        raise RaycellsError(f"{csv}: none of the listed images was found. Relative paths start "
-                            "at the CSV's folder.")
-    frame, more = _probe_all(rows, csv.stem, progress, threads, max_pixels)
-    warnings = [f"{csv}: {blank} rows without path or label were ignored."] if blank else []
-    return Manifest(frame=frame, root=str(csv), layout="csv", source=csv.stem,
-                    unreadable=unreadable + more, warnings=warnings)
+    return rows, not_found, blank
 
 
 def _probe_all(rows: list[dict], source: str, progress: Progress | None, threads: int | None,

@@ -130,3 +130,11 @@ def scheme_for(labels: set[str] | list[str]) -> Scheme | None:
         if wanted and wanted <= set(scheme.classes):
             return scheme
     return None
+
+
+def full_names(codes: list[str]) -> dict[str, str]:
+    """The full name of each class code (a scheme's class, or a PBC fine label); a code no scheme
+    knows is its own name."""
+    known = {code: name for scheme in SCHEMES.values() for code, name in scheme.classes.items()}
+    known.update({code: name for code, (_, name) in PBC_FINE_LABELS.items()})
+    return {code: known.get(code, code) for code in codes}

@@ -25,8 +25,6 @@ from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..metrics import fold_metrics
 from ..settings import Placement
-from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
-from ..train.checkpoint import load_checkpoint
 from ..train.predict import predict_rows, predictions_frame
 from ..train.trainer import init_ray
 from .rundir import RunDir, overlap_with_training, write_config, write_plan
@@ -58,7 +56,7 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     source = RunDir(source_run)
     settings = source.training_settings()
     classes = list(source.read_config()["data"]["classes"])
-    folds = _model_folds(source, settings["folds"], fold)
+    folds = source.model_folds(fold)
     frame, left_out = _scored_images(manifest, classes, mapping, settings.get("labels", "class"))
     overlap = overlap_with_training(frame, source, folds, allow=allow_overlap)
     warnings = [overlap] if overlap else []
@@ -79,6 +77,7 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
         emit("model", fold=k, done=done, total=len(folds))
         _, fold_probs = predict_rows(source.checkpoint(k), cache, settings["image_size"], labels,
                                      rows, use_gpu=resources.get("GPU", 0) >= 1,
+                                     actors=max(1, int(resources.get("GPU", 0))),
                                      threads=max(1, int(resources.get("CPU", 1))),
                                      tta=settings.get("tta", False))
         probs += fold_probs / len(folds)
@@ -105,24 +104,6 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     write_json(run.fold(0) / "metrics.json", {**metrics, "models": folds})
     return Evaluation(run_dir=run.path, classes=classes, folds=folds, metrics=metrics,
                       left_out=left_out)
-
-
-def _model_folds(source: RunDir, total: int, fold: int | None) -> list[int]:
-    finished = [k for k in range(total) if source.fold_finished(k)]
-    wanted = finished if fold is None else [fold]
-    if fold is not None and fold not in finished:
-        raise RaycellsError(f"--fold {fold}: {source.fold(fold)} is not a finished fold of "
-                            f"{source.path} (finished: {', '.join(map(str, finished)) or 'none'}).")
-    if not wanted:
-        raise RaycellsError(f"{source.path}: no finished fold, so no trained model yet. Finish "
-                            f"the run first (`raycells cv --resume --out {source.path}`).")
-    missing = [k for k in wanted if source.checkpoint(k) is None]
-    if missing:
-        raise RaycellsError(f"{source.fold(missing[0])} has no checkpoint "
-                            f"(checkpoint/{CHECKPOINT_FILES}): its model was not kept.")
-    for k in wanted:  # a damaged or foreign file is named now, before Ray and the cache start
-        load_checkpoint(source.checkpoint(k))
-    return wanted
 
 
 def _scored_images(manifest: Manifest, classes: list[str], mapping: str | None,

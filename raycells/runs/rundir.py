@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
+from ..train.checkpoint import load_checkpoint
 
 PACKAGES = ("torch", "torchvision", "ray", "kornia", "scikit-learn", "numpy", "pandas", "pyarrow",
             "pillow")
@@ -73,6 +74,27 @@ class RunDir:
         files = sorted((self.fold(k) / "checkpoint").glob(CHECKPOINT_FILES))
         return files[-1] if files else None
 
+    def model_folds(self, fold: int | None = None) -> list[int]:
+        """The folds whose networks predict: every finished fold, or `fold` alone. Refused, naming
+        the fix, when there is none, the fold is not finished or a checkpoint cannot be read (so
+        a damaged or foreign file is named before any work starts)."""
+        total = self.training_settings()["folds"]
+        finished = [k for k in range(total) if self.fold_finished(k)]
+        if fold is not None and fold not in finished:
+            raise RaycellsError(f"--fold {fold}: {self.fold(fold)} is not a finished fold of "
+                                f"{self.path} (finished: {', '.join(map(str, finished)) or 'none'}).")
+        wanted = finished if fold is None else [fold]
+        if not wanted:
+            raise RaycellsError(f"{self.path}: no finished fold, so no trained model yet. Finish "
+                                f"the run first (`raycells cv --resume --out {self.path}`).")
+        missing = [k for k in wanted if self.checkpoint(k) is None]
+        if missing:
+            raise RaycellsError(f"{self.fold(missing[0])} has no checkpoint "
+                                f"(checkpoint/{CHECKPOINT_FILES}): its model was not kept.")
+        for k in wanted:
+            load_checkpoint(self.checkpoint(k))
+        return wanted
+
     def read_config(self) -> dict[str, Any]:
         try:
             return json.loads(self.config.read_text())
@@ -97,13 +119,17 @@ class RunDir:
                                 f"{self.path} a raycells run directory, copied whole?") from error
 
     def trained_on(self, folds: list[int]) -> set[str]:
-        """The sha1s of the images the networks of `folds` saw in training: every image outside
-        their test folds (training part, inner validation that picked their epoch, extra
-        training images)."""
+        """The sha1s of the images the networks of `folds` saw in training (`training_images`)."""
+        return set(self.training_images(folds, columns=["path", "sha1"])["sha1"].dropna())
+
+    def training_images(self, folds: list[int], columns: list[str] | None = None) -> pd.DataFrame:
+        """The manifest rows of the images the networks of `folds` saw in training: every image
+        outside their test folds (training part, inner validation that picked their epoch,
+        extra training images)."""
         plan = self.read_plan()
         seen = set().union(*(set(plan.loc[plan["fold"] != k, "path"]) for k in folds))
-        manifest = pd.read_parquet(self.manifest, columns=["path", "sha1"])
-        return set(manifest.loc[manifest["path"].isin(seen), "sha1"].dropna())
+        manifest = pd.read_parquet(self.manifest, columns=columns)
+        return manifest[manifest["path"].isin(seen)]
 
 
 def overlap_with_training(frame: pd.DataFrame, source: RunDir, folds: list[int], *,

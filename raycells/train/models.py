@@ -1,4 +1,5 @@
-"""The model registry: `create_model(name, num_classes, weights=None)` over a few architectures.
+"""The model registry: `create_model(name, num_classes, weights=None)` over a few architectures,
+and for each the layer whose feature maps class activation maps read (`cam_layer`).
 
 All are built from scratch (no download); `weights` loads a state dict or a raycells checkpoint
 file from disk.
@@ -18,16 +19,25 @@ from .checkpoint import read_torch_file
 from .phases import head_name
 
 _REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
+_CAM_LAYERS: dict[str, str] = {}
 
 
-def register_model(name: str):
-    """Add a builder `fn(num_classes) -> nn.Module` to the registry under `name`."""
+def register_model(name: str, cam_layer: str):
+    """Add a builder `fn(num_classes) -> nn.Module` to the registry under `name`. `cam_layer` is
+    the dotted name of the module whose output is the last spatial feature map (what Grad-CAM
+    weighs): chosen per architecture here, never guessed at run time."""
 
     def add(builder: Callable[[int], nn.Module]):
         _REGISTRY[name] = builder
+        _CAM_LAYERS[name] = cam_layer
         return builder
 
     return add
+
+
+def cam_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module of `model` (built as registry model `name`) whose feature maps Grad-CAM reads."""
+    return model.get_submodule(_CAM_LAYERS[name])
 
 
 def model_names() -> list[str]:
@@ -80,7 +90,7 @@ def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = T
     model.load_state_dict(state)
 
 
-@register_model("tiny_cnn")
+@register_model("tiny_cnn", cam_layer="3")
 def _tiny_cnn(num_classes: int) -> nn.Module:
     """Four conv blocks and a linear head: a CPU smoke-run network."""
 
@@ -92,27 +102,27 @@ def _tiny_cnn(num_classes: int) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
 
 
-@register_model("resnet18")
+@register_model("resnet18", cam_layer="layer4")
 def _resnet18(num_classes: int) -> nn.Module:
     return torchvision.models.resnet18(weights=None, num_classes=num_classes)
 
 
-@register_model("resnext50")
+@register_model("resnext50", cam_layer="layer4")
 def _resnext50(num_classes: int) -> nn.Module:
     """ResNeXt-50 32x4d, the network of Matek et al. 2019."""
     return torchvision.models.resnext50_32x4d(weights=None, num_classes=num_classes)
 
 
-@register_model("efficientnet_b0")
+@register_model("efficientnet_b0", cam_layer="features")
 def _efficientnet_b0(num_classes: int) -> nn.Module:
     return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
 
 
-@register_model("densenet121")
+@register_model("densenet121", cam_layer="features")
 def _densenet121(num_classes: int) -> nn.Module:
     return torchvision.models.densenet121(weights=None, num_classes=num_classes)
 
 
-@register_model("convnext_tiny")
+@register_model("convnext_tiny", cam_layer="features")
 def _convnext_tiny(num_classes: int) -> nn.Module:
     return torchvision.models.convnext_tiny(weights=None, num_classes=num_classes)

@@ -1,8 +1,9 @@
-"""Test-fold predictions from a fold's best model, as Ray Data batch inference (on a GPU actor when
-the cluster has one)."""
+"""Predictions from a fold's best model, as Ray Data batch inference: one actor per GPU when the
+cluster has them, one CPU actor otherwise."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +40,25 @@ class BestModel:
 
 
 def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,
-                 rows: np.ndarray, *, use_gpu: bool, threads: int,
-                 tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 rows: np.ndarray, *, use_gpu: bool, threads: int, tta: bool = False,
+                 actors: int = 1, progress: Callable[[int], None] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, probabilities) for the manifest rows `rows`, in row order, from the best model of
-    `checkpoint` (a checkpoint file or its folder); with `tta`, each image's
-    probabilities are the mean over its 8 dihedral views."""
+    `checkpoint` (a checkpoint file or its folder), on `actors` actors (one GPU each with
+    `use_gpu`); with `tta`, each image's probabilities are the mean over its 8 dihedral views.
+    `progress(n)` is called with the number of images of each batch done."""
     import ray.data
 
     dataset = part_dataset(cache, size, labels, rows).map_batches(
         BestModel, fn_constructor_kwargs={"checkpoint": str(checkpoint), "threads": threads, "tta": tta},
-        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
+        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
     out_rows, out_probs = [], []
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         out_rows.append(batch["row"])
         out_probs.append(batch["probs"])
+        if progress:
+            progress(len(batch["row"]))
     order_rows = np.concatenate(out_rows)
     order = np.argsort(order_rows)
     return order_rows[order], np.concatenate(out_probs)[order]
