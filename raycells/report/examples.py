@@ -30,7 +30,7 @@ def write_examples(run_dir: str | Path, per_class: int, *,
     images and `per_class` mistakes per class. Returns the page's path."""
     run = RunDir(run_dir)
     folds = run.model_folds()
-    chosen = _chosen(run, folds, per_class)
+    chosen = choose_examples(run, folds, per_class)
     explained: dict[int, Explained] = {}
     done = 0
     for k, rows in chosen.groupby("fold"):
@@ -65,7 +65,7 @@ def write_examples(run_dir: str | Path, per_class: int, *,
              "mark the regions whose features raised that class's score.")
 
 
-def _chosen(run: RunDir, folds: list[int], per_class: int) -> pd.DataFrame:
+def choose_examples(run: RunDir, folds: list[int], per_class: int) -> pd.DataFrame:
     """The test predictions to show: per class, the `per_class` most probable correct ones and
     the `per_class` most confident mistakes; columns path, label, predicted, fold, probability
     (of the predicted class), mistake."""
