@@ -27,7 +27,7 @@ def main() -> None:
     chosen = choose_examples(RunDir(args.run), [args.fold], 1)
     both = [code for code, rows in chosen.groupby("label", sort=True) if rows["mistake"].nunique() == 2]
     chosen = chosen[chosen["label"].isin(both[:args.classes])].sort_values(["label", "mistake"])
-    explained = Explainer(RunNetworks.of(args.run, fold=args.fold)).explain(
+    explained = Explainer.of(RunNetworks.of(args.run, fold=args.fold)).explain(
         chosen["path"].tolist(), chosen["predicted"].tolist())
     rows = len(chosen) // 2
     figure, axes = plt.subplots(rows, 4, figsize=(8, 2.1 * rows))

@@ -40,7 +40,7 @@ def explain(images: Images, from_: From, fold: Fold = None, target: Target = Non
         print_problems(manifest)
         paths = manifest.frame["path"].tolist()
         with progress_bar("Drawing class activation maps") as update:
-            explained = Explainer(networks).explain(paths, [target] * len(paths), progress=update)
+            explained = Explainer.of(networks).explain(paths, [target] * len(paths), progress=update)
         written = write_overlays(explained, out / "overlays")
         names = networks.names
         items = [Item(e.picture, e.overlay, [f"{e.target} {names[e.target]}: {e.probability:.3f}",

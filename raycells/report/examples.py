@@ -34,7 +34,7 @@ def write_examples(run_dir: str | Path, per_class: int, *,
     explained: dict[int, Explained] = {}
     done = 0
     for k, rows in chosen.groupby("fold"):
-        explainer = Explainer(RunNetworks.of(run.path, fold=int(k)))
+        explainer = Explainer.of(RunNetworks.of(run.path, fold=int(k)))
         try:
             found = explainer.explain(rows["path"].tolist(), rows["predicted"].tolist())
         except OSError as error:

@@ -83,20 +83,27 @@ class Explained:
 
 
 class Explainer:
-    """The networks of a run, on the best device here, ready to draw maps."""
+    """Networks (built as registry model `model_name`) on the best device here, ready to draw
+    maps; `Explainer.of(RunNetworks.of(run))` for a run's."""
 
-    def __init__(self, networks: RunNetworks):
-        self.networks = networks
+    def __init__(self, modules: list[nn.Module], model_name: str, classes: list[str],
+                 image_size: int, tta: bool):
+        self.model_name, self.classes, self.image_size = model_name, classes, image_size
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.modules = [module.to(self.device) for module in networks.modules()]
-        self.graph = EnsembleGraph(self.modules, networks.tta).to(self.device).eval()
+        self.modules = [module.to(self.device).eval() for module in modules]
+        self.graph = EnsembleGraph(self.modules, tta).to(self.device).eval()
+
+    @classmethod
+    def of(cls, networks: RunNetworks) -> Explainer:
+        return cls(networks.modules(), networks.model_name, networks.classes,
+                   networks.image_size, networks.tta)
 
     def explain(self, paths: list[str], targets: list[str | None] | None = None, *,
                 batch: int = 16, progress: Callable[[int, int], None] | None = None,
                 ) -> list[Explained]:
         """Maps for the images at `paths`, each for its class in `targets` (None: the class the
         networks predict); `progress(done, total)` after each batch."""
-        size, classes = self.networks.image_size, self.networks.classes
+        size, classes = self.image_size, self.classes
         targets = targets or [None] * len(paths)
         found = []
         for start in range(0, len(paths), batch):
@@ -105,7 +112,7 @@ class Explainer:
             probs = self._probabilities(images)
             wanted = [classes.index(t) if t is not None else int(p.argmax())
                       for t, p in zip(targets[start:start + batch], probs)]
-            maps = class_maps(self.modules, self.networks.model_name, images, wanted)
+            maps = class_maps(self.modules, self.model_name, images, wanted)
             for path, index, p, heat in zip(chunk, wanted, probs, maps):
                 picture = load_square(path, max(DISPLAY, size))
                 found.append(Explained(path=path, target=classes[index], probability=float(p[index]),

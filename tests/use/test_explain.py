@@ -15,7 +15,7 @@ from raycells.cli.main import app
 from raycells.data.cache import load_square
 from raycells.train.inputs import prepare_images
 from raycells.train.models import create_model, model_names
-from raycells.use.explain import class_maps, overlay
+from raycells.use.explain import Explainer, class_maps, overlay, write_overlays
 
 runner = CliRunner()
 
@@ -80,3 +80,15 @@ def test_report_examples_show_right_and_wrong_cells_with_their_maps(pbc_run):
     assert 2 <= pictures <= 8 * 2 * 2 * 2 and pictures % 2 == 0  # a cell and its map each
     assert "taken for" in page  # a one-epoch network makes mistakes
     assert "Correct, highest probability first" in page
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnext50"])
+def test_the_paper_and_cpu_networks_get_overlays(name, pbc_dir, tmp_path):
+    paths = [str(next((pbc_dir / folder).glob("*.jpg"))) for folder in ("basophil", "platelet")]
+    torch.manual_seed(0)
+    explainer = Explainer([create_model(name, 8)], name, [f"c{i}" for i in range(8)], 64, tta=False)
+    explained = explainer.explain(paths)
+    written = write_overlays(explained, tmp_path / "overlays")
+    assert len(written) == 2 and all(path.stat().st_size > 0 for path in written)
+    assert all(np.asarray(item.overlay).std() > 0 for item in explained)
+    assert [item.path for item in explained] == paths
