@@ -1,7 +1,10 @@
 """The `raycells` entry point: joins the command groups."""
 
+from typing import Annotated
+
 import typer
 
+from .. import __version__
 from . import cv, data, evaluate, explain, export, predict, report, transfer, tune
 from .common import stop_on_sigterm
 
@@ -15,8 +18,16 @@ app = typer.Typer(
 )
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"raycells {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _every_command(context: typer.Context) -> None:
+def _every_command(context: typer.Context, version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+        ) -> None:
     # SIGTERM (schedulers, `timeout`) ends every command like Ctrl-C, with exit status 143.
     context.with_resource(stop_on_sigterm())
 

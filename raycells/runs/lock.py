@@ -47,7 +47,7 @@ def locked(run_dir: str | Path, command: str) -> Iterator[str | None]:
 
 def _acquire(lock: Path, command: str) -> str | None:
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-          "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+          "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     note = None
     for _ in range(2):  # a stale lock is removed once, then taken
         try:

@@ -158,7 +158,7 @@ def write_config(run: RunDir, content: dict[str, Any]) -> None:
     """config.json with `content` plus the environment: versions, git revision, time."""
     write_json(run.config, {
         "raycells": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_revision": _git_revision(),
         "packages": {name: _version(name) for name in PACKAGES},
         **content,

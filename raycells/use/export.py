@@ -123,7 +123,7 @@ def model_card(networks: RunNetworks, fmt: str, *, tta: bool, check: dict[str, A
                   "what": "largest difference of a probability from PyTorch's on images of the run"},
         "run": str(networks.run_dir),
         "versions": {"raycells": __version__, "torch": torch.__version__},
-        "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -1,0 +1,27 @@
+"""The entry point and the package's declarations: version, Python, licence."""
+
+import sys
+import tomllib
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import raycells
+from raycells.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_version_is_printed_and_matches_the_package():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"raycells {raycells.__version__}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == raycells.__version__
+
+
+def test_declared_python_and_licence_are_the_truth():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11" and sys.version_info >= (3, 11)
+    assert project["license"]["text"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert any(dependency.startswith("pyyaml") for dependency in project["dependencies"])
