@@ -1,7 +1,8 @@
-"""The README's picture of `raycells report --examples`: per class, one test cell the network got
-right and one it got wrong, each beside its Grad-CAM map, as one PNG.
+"""A picture of `raycells report --examples` (the README describes one): per class, one test cell
+the network got right and one it got wrong, each beside its Grad-CAM map, as one JPEG. It shows
+real cells: keep it out of the repository.
 
-    .venv/bin/python docs/pictures.py RUN --fold 0 --classes 6 --out docs/images/examples.jpg
+    .venv/bin/python docs/pictures.py RUN --fold 0 --classes 6 --out examples.jpg
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--classes", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=Path("docs/images/examples.jpg"))
+    parser.add_argument("--out", type=Path, default=Path("examples.jpg"))
     args = parser.parse_args()
     chosen = choose_examples(RunDir(args.run), [args.fold], 1)
     both = [code for code, rows in chosen.groupby("label", sort=True) if rows["mistake"].nunique() == 2]
