@@ -108,12 +108,17 @@ def probe(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageFacts:
     tables = getattr(image, "quantization", None) or {}
     quant = hashlib.sha1(b"".join(bytes(list(tables[k])) for k in sorted(tables))).hexdigest()[:8] \
         if tables else ""
-    if max(rgb.size) > 128:
-        rgb = rgb.reduce(max(rgb.size) // 64)
+    rgb = thumbnail(rgb)
     mean, std = colour_stats(rgb)
     return ImageFacts(sha1=hashlib.sha1(data).hexdigest(), width=width, height=height, mode=mode,
                       format=image.format or "", file_bytes=len(data), quant=quant,
                       dhash=difference_hash(rgb), mean=mean, std=std)
+
+
+def thumbnail(rgb: Image.Image) -> Image.Image:
+    """The image reduced to about 64-128 pixels a side (as it is when larger): what the colour
+    statistics and the difference hash are computed on."""
+    return rgb.reduce(max(rgb.size) // 64) if max(rgb.size) > 128 else rgb
 
 
 def colour_stats(rgb: Image.Image) -> tuple[tuple[float, ...], tuple[float, ...]]:

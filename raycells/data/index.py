@@ -64,16 +64,6 @@ def index_dataset(path: str | os.PathLike, *, progress: Progress | None = None,
     `max_pixels` among them) are listed in the result, never raised; a path that is not a
     dataset raises RaycellsError, as does a CSV listing images outside its folder unless
     `allow_outside`."""
-    guard = Image.MAX_IMAGE_PIXELS  # Pillow's own guard refuses at twice this: raised meanwhile
-    Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
-    try:
-        return _index(path, progress, threads, max_pixels, allow_outside)
-    finally:
-        Image.MAX_IMAGE_PIXELS = guard
-
-
-def _index(path: str | os.PathLike, progress: Progress | None, threads: int | None,
-           max_pixels: int, allow_outside: bool) -> Manifest:
     root = Path(path).expanduser()
     if not root.exists():
         raise RaycellsError(f"{root}: no such file or folder. Check the path (relative paths start "
@@ -170,12 +160,7 @@ def index_images(sources: list[str | os.PathLike], *, progress: Progress | None 
         raise RaycellsError(f"{', '.join(map(str, sources))}: no image files there "
                             f"({len(skipped)} other files). Image files end in "
                             f"{', '.join(sorted(IMAGE_SUFFIXES))}.")
-    guard = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
-    try:
-        frame, more = _probe_all(rows, "images", progress, None, max_pixels)
-    finally:
-        Image.MAX_IMAGE_PIXELS = guard
+    frame, more = _probe_all(rows, "images", progress, None, max_pixels)
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     return Manifest(frame=frame, root=str(sources[0]), layout="images", source="images",
                     skipped=skipped, unreadable=unreadable + more)
@@ -297,6 +282,16 @@ def _probe_all(rows: list[dict], source: str, progress: Progress | None, threads
                max_pixels: int) -> tuple[pd.DataFrame, list[Problem]]:
     """Hash and decode every image in parallel; Pillow's decoders release the GIL, so threads
     keep every core busy without pickling anything."""
+    guard = Image.MAX_IMAGE_PIXELS  # Pillow's own guard refuses at twice this: raised meanwhile
+    Image.MAX_IMAGE_PIXELS = max(guard or 0, max_pixels)
+    try:
+        return _probe_rows(rows, source, progress, threads, max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
+def _probe_rows(rows: list[dict], source: str, progress: Progress | None, threads: int | None,
+                max_pixels: int) -> tuple[pd.DataFrame, list[Problem]]:
     total, done = len(rows), 0
     good, unreadable = [], []
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:

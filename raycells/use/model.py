@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..data.cache import load_square, square
-from ..data.images import UnreadableImage, colour_stats, probe, to_rgb
+from ..data.images import UnreadableImage, colour_stats, probe, thumbnail, to_rgb
 from ..data.schemes import full_names
 from ..errors import RaycellsError
 from ..train.models import create_model
@@ -57,7 +57,7 @@ class Model:
         for index, image in enumerate(images):
             if isinstance(image, Image.Image):
                 rgb = to_rgb(image)
-                mean, std = colour_stats(rgb.reduce(max(1, max(rgb.size) // 64)) if max(rgb.size) > 128 else rgb)
+                mean, std = colour_stats(thumbnail(rgb))
                 width, height, path = rgb.width, rgb.height, f"<image {index}>"
                 pictures.append(square(rgb, self.image_size))
             else:
