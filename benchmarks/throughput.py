@@ -6,7 +6,7 @@ against a plain single-process PyTorch loop over the same cached images, model a
 Both sides train the same model from the same decoded-image cache with the same batch size and
 augmentation (`--augment off` disables it on both). On a GPU the plain loop holds every image on
 the GPU already, with the worker's mixed precision and channels-last layout: the ceiling for
-any data pipeline. the Ray figure is the median of the per-epoch images/s that the training loop
+any data pipeline. The Ray figure is the median of the per-epoch images/s that the training loop
 records in history.csv (training pass only), the plain figure the median over the same number of
 epochs. Prints one JSON line; results are recorded in benchmarks/RESULTS.md.
 """
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from raycells.cli.options import parse_sampling
 from raycells.data.cache import image_cache, images_from_column
 from raycells.data.folds import fold_parts
 from raycells.data.index import index_dataset
@@ -33,6 +34,7 @@ from raycells.settings import AugmentSettings, build_settings
 from raycells.train.augment import Augmenter
 from raycells.train.inputs import prepare_images
 from raycells.train.models import create_model
+from raycells.train.precision import autocast, choose_precision
 
 
 def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name: str, size: int,
@@ -51,7 +53,8 @@ def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name:
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu)
+    precision = choose_precision("auto", device)  # as the training worker chooses
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     augmenter = Augmenter(augment).to(device) if augment.enabled else None
     loss_fn = torch.nn.CrossEntropyLoss()
     rates = []
@@ -62,7 +65,7 @@ def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name:
             if len(index) < batch_size:
                 break
             x = prepare_images(images[index], augmenter, channels_last=on_gpu)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
+            with autocast(precision, device):
                 loss = loss_fn(model(x), targets[index].long())
             optimizer.zero_grad()
             scaler.scale(loss).backward()
@@ -85,12 +88,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--augment", choices=("on", "off"), default="on")
     parser.add_argument("--limit", type=int, help="use this many images (a seeded sample)")
+    parser.add_argument("--preset", default="cpu", help="the settings' starting point")
+    parser.add_argument("--sampling", help="the training part's sampling (default: the preset's)")
     args = parser.parse_args()
     augment = AugmentSettings() if args.augment == "on" else AugmentSettings.off()
 
-    experiment, placement = build_settings(flags={
+    experiment, placement = build_settings(preset=args.preset, flags={
         "data": args.data, "model": args.model, "image_size": args.image_size,
         "batch_size": args.batch_size, "epochs": args.epochs, "folds": 5,
+        "sampling": parse_sampling(args.sampling) if args.sampling else None,
         "augment": "off" if args.augment == "off" else None})
     manifest = index_dataset(args.data)
     if args.limit:

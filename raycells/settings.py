@@ -24,6 +24,7 @@ from .errors import RaycellsError
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 LABELS = ("class", "fine")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 KEEP_EPOCHS = ("best", "last")
 POLICIES = ("none", "oversample", "sqrt", "class-weighted")
 MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
@@ -201,6 +202,13 @@ class Experiment:
     """Deterministic GPU kernels: cuDNN's deterministic convolution algorithms, no benchmark
     search, torch's deterministic algorithms (ops without one warn in ray.log). Slower; CPU runs
     repeat exactly without it."""
+    precision: str = "auto"
+    """Arithmetic of training on a GPU: auto (bf16 where the GPU has it, else fp16 with loss
+    scaling), bf16, fp16 or fp32. CPUs train in fp32 whatever is set. The precision used is
+    recorded per epoch in history.csv."""
+    compile: bool = False
+    """Compile the network with torch.compile before training (minutes of compiling at the start
+    of each fold for faster steps on a GPU; see benchmarks/RESULTS.md)."""
     keep_epoch: str = "best"
     """Which epoch's network a fold keeps and tests: best (highest macro F1 on the inner
     validation split) or last (no selection, as in Matek et al. 2019)."""
@@ -209,7 +217,8 @@ class Experiment:
         _whole(self, "folds", "seed", "image_size", "epochs", "batch_size")
         _real(self, "lr", "weight_decay", "val_fraction")
         _flag(self, "allow_outside", "drop_small_classes", "drop_conflicts", "group_near_duplicates", "tta",
-              "deterministic")
+              "deterministic", "compile")
+        _check(self.precision in PRECISIONS, "precision", self.precision, ", ".join(PRECISIONS))
         _check(2 <= self.folds <= 100, "folds", self.folds, "2 to 100")
         _check(self.seed >= 0, "seed", self.seed, "0 or more")
         _check(16 <= self.image_size <= 4096, "image_size", self.image_size, "16 to 4096 pixels")

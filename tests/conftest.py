@@ -14,7 +14,7 @@ import pytest
 from raycells.data.index import index_dataset
 from raycells.data.manifest import Manifest, read_manifest, write_manifest
 from raycells.runs.rundir import RunDir, write_plan
-from raycells.train.trainer import DATA_RESERVATION_ENV
+from raycells.train.trainer import DATA_RESERVATION_ENV, IDLE_WORKERS_ENV
 
 # Resolved: indexing resolves image paths, so a ../shared reached through a link must compare equal.
 SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
@@ -90,7 +90,8 @@ def ray_session():
     import ray
 
     os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.train.trainer.init_ray does
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    os.environ.setdefault(IDLE_WORKERS_ENV, "8")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -144,7 +145,7 @@ def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
     started = not ray.is_initialized()
     if started:
         os.environ.setdefault(DATA_RESERVATION_ENV, "60")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run_cv(out, experiment, placement, manifest=manifest)
     finally:

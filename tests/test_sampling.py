@@ -8,7 +8,7 @@ import pytest
 from raycells.data.cache import image_cache
 from raycells.data.folds import fold_parts, make_folds
 from raycells.data.manifest import read_manifest
-from raycells.data.pipeline import part_dataset
+from raycells.data.pipeline import part_dataset, spread_copies
 from raycells.data.sampling import draw_copies, expected_copies, loss_weights
 from raycells.seeds import uniforms
 from raycells.settings import Placement, Sampling
@@ -120,3 +120,24 @@ def test_the_same_seed_streams_the_same_epochs(ray_session, small_pbc):
         assert np.array_equal(first[epoch], again[epoch]), f"epoch {epoch} did not repeat"
         assert not np.array_equal(first[epoch], other[epoch])
     assert not np.array_equal(first[0], first[1])
+
+
+def test_a_rare_images_copies_are_spread_over_the_epoch():
+    """An image drawn 300 times an epoch (a rare class, oversampled) has its copies placed beside
+    training rows drawn at random: every copy exactly once, about as many beside every 64 rows
+    (a shard's block) as beside any other, rather than all 300 in its own block."""
+    hosts = np.arange(1000, 7400)
+    copies = np.zeros(7400)
+    copies[[5, 6]] = [300.0, 12.5]
+    pooled = np.array([5, 6])
+    blocks = np.array_split(hosts, 100)
+    placed = [spread_copies(pooled, copies, hosts, seed=3, epoch=1, here=block) for block in blocks]
+    owners = np.concatenate(placed)
+    assert np.bincount(owners, minlength=2)[0] == 300
+    assert np.bincount(owners, minlength=2)[1] in (12, 13)
+    per_block = np.array([(p == 0).sum() for p in placed])
+    assert per_block.max() <= 12, f"one block holds {per_block.max()} of 300 copies (share: 3)"
+    again = spread_copies(pooled, copies, hosts, seed=3, epoch=1, here=blocks[7])
+    assert np.array_equal(again, placed[7])
+    other = spread_copies(pooled, copies, hosts, seed=3, epoch=2, here=blocks[7])
+    assert not np.array_equal(other, placed[7])

@@ -116,9 +116,14 @@ class LiveDisplay:
         if done >= total:
             bar.stop()
 
-    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds) -> None:
+    def _on_resources(self, workers, cpus_per_worker, gpus_per_worker, threads, concurrent_folds,
+                      widths=(), slots=1) -> None:
         where = f"{gpus_per_worker:g} GPU" if gpus_per_worker else f"{cpus_per_worker:g} CPU ({threads} threads)"
-        line = f"Each {self.unit}: {workers} worker(s) x {where}; {concurrent_folds} {self.unit}(s) at a time."
+        if widths:  # folds packed onto the GPUs: say each fold's workers
+            line = (f"Workers per {self.unit}, in starting order: {', '.join(map(str, widths))} "
+                    f"(each {where}; {slots} at a time).")
+        else:
+            line = f"Each {self.unit}: {workers} worker(s) x {where}; {concurrent_folds} {self.unit}(s) at a time."
         if line != self._resources:  # a nested search announces its trials', then each fold's
             status.print(line)
             self._resources = line

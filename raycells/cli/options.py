@@ -111,6 +111,8 @@ SETTINGS: dict[str, Setting] = {
     "tta": Setting(Experiment, bool, TRAINING, ("--tta/--no-tta",)),
     "keep_epoch": Setting(Experiment, str, TRAINING),
     "deterministic": Setting(Experiment, bool, TRAINING, ("--deterministic",)),
+    "precision": Setting(Experiment, str, TRAINING),
+    "compile": Setting(Experiment, bool, TRAINING, ("--compile",)),
     "seed": Setting(Experiment, int, TRAINING),
     "head_epochs": Setting(Transfer, int, TRAINING),
     "head_lr": Setting(Transfer, float, TRAINING),

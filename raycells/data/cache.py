@@ -1,7 +1,8 @@
 """The decoded-image cache: every image of a manifest decoded once, centre-cropped to a square,
 resized to the model's input size and stored as uint8 pixels in Parquet shards.
 
-Decoding runs on Ray Data CPU workers. The cache is keyed by the images' content (sha1s, in
+Decoding runs on Ray Data CPU workers, each task decoding one shard's images and writing the
+shard (nothing passes through the driver). The cache is keyed by the images' content (sha1s, in
 order) and the size, so later epochs, other folds and other runs on the same images never decode
 again. Shards hold two columns: `row` (position in the manifest) and `image` (size*size*3 bytes,
 row-major HWC). Rows are stored in a fixed random order, in many small shards, so that reading
@@ -24,8 +25,9 @@ from PIL import Image
 from ..files import cache_dir, staged_folder
 from .images import to_rgb
 
-CACHE_VERSION = 2
-"""Bumped when the decoding or resizing changes, so older caches are not reused."""
+CACHE_VERSION = 3
+"""Bumped when the decoding, resizing or shard format changes, so older caches are not reused
+(3: uncompressed shards)."""
 
 _COMPLETE = "_COMPLETE"
 _SHARD_BYTES = 8 * 2**20
@@ -41,7 +43,8 @@ def cache_key(sha1s: pd.Series, size: int) -> str:
 def image_cache(frame: pd.DataFrame, size: int, *,
                 progress: Callable[[int, int], None] | None = None) -> Path:
     """The cache folder for the images of `frame` (a manifest frame) at `size`; built with Ray
-    Data on first use. Ray must be initialised."""
+    Data on first use, each task decoding the images of one shard and writing it. Ray must be
+    initialised."""
     import ray.data
 
     folder = cache_dir() / "images" / f"{cache_key(frame['sha1'], size)}-{size}px"
@@ -49,31 +52,36 @@ def image_cache(frame: pd.DataFrame, size: int, *,
         return folder
     with staged_folder(folder, _COMPLETE) as staging:
         order = np.random.default_rng(0).permutation(len(frame))
-        rows = pd.DataFrame({"row": order.astype(np.int64),
-                             "path": frame["path"].astype(str).to_numpy()[order]})
-        decoded = ray.data.from_pandas(rows).map_batches(
-            decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=32)
         per_shard = int(np.clip(_SHARD_BYTES // (size * size * 3), 64, 1024))
-        done, shard, pending = 0, 0, []
-        for batch in decoded.iter_batches(batch_size=per_shard, batch_format="pyarrow"):
-            pending.append(batch)
-            done += batch.num_rows
-            if sum(t.num_rows for t in pending) >= per_shard:
-                pq.write_table(pa.concat_tables(pending), staging / f"part-{shard:05d}.parquet")
-                shard, pending = shard + 1, []
+        shards = -(-len(frame) // per_shard)
+        written = ray.data.from_items([{"shard": i} for i in range(shards)],
+                                      override_num_blocks=max(shards, 1)).map_batches(
+            write_shards, batch_size=None, fn_kwargs={
+                "rows": order, "paths": frame["path"].astype(str).to_numpy()[order],
+                "per_shard": per_shard, "size": size, "folder": str(staging)})
+        done = 0
+        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+            done += int(batch["images"].sum())
             if progress:
                 progress(done, len(frame))
-        if pending:
-            pq.write_table(pa.concat_tables(pending), staging / f"part-{shard:05d}.parquet")
         (staging / _COMPLETE).write_text(f"{len(frame)} images, {size}px\n")
     return folder
 
 
-def decode_batch(batch: pd.DataFrame, size: int) -> pa.Table:
-    """Decode, centre-crop and resize the images of a batch to size x size RGB bytes."""
-    images = [load_square(path, size).tobytes() for path in batch["path"]]
-    return pa.table({"row": pa.array(batch["row"].to_numpy(), pa.int64()),
-                     "image": pa.array(images, pa.binary(size * size * 3))})
+def write_shards(batch: dict[str, np.ndarray], rows: np.ndarray, paths: np.ndarray,
+                 per_shard: int, size: int, folder: str) -> dict[str, np.ndarray]:
+    """Decode, centre-crop and resize the images of the shards in the batch and write each shard
+    into `folder`, uncompressed: pixels barely compress, and reading uncompressed shards costs
+    the training feed a fraction of the CPU (benchmarks/feed.py)."""
+    counts = []
+    for shard in batch["shard"]:
+        part = slice(shard * per_shard, (shard + 1) * per_shard)
+        images = [load_square(path, size).tobytes() for path in paths[part]]
+        table = pa.table({"row": pa.array(rows[part], pa.int64()),
+                          "image": pa.array(images, pa.binary(size * size * 3))})
+        pq.write_table(table, Path(folder) / f"part-{shard:05d}.parquet", compression="none")
+        counts.append(len(images))
+    return {"shard": batch["shard"], "images": np.asarray(counts, dtype=np.int64)}
 
 
 def load_square(path: str, size: int) -> np.ndarray:
@@ -103,3 +111,17 @@ def images_from_column(column: pa.ChunkedArray | pa.Array, size: int) -> np.ndar
     data = np.frombuffer(array.buffers()[1], dtype=np.uint8,
                          count=len(array) * width, offset=array.offset * width)
     return data.reshape(len(array), size, size, 3)
+
+
+def cached_images(cache: Path, rows: np.ndarray, size: int) -> np.ndarray:
+    """The cached images of manifest rows `rows` (sorted), as a (len(rows), size, size, 3) uint8
+    array in that order. Reads every shard (rows are stored in a random order)."""
+    out = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+    for shard in sorted(Path(cache).glob("part-*.parquet")):
+        table = pq.read_table(shard)
+        row = table.column("row").to_numpy()
+        wanted = np.flatnonzero(np.isin(row, rows))
+        if len(wanted):
+            out[np.searchsorted(rows, row[wanted])] = images_from_column(
+                table.column("image"), size)[wanted]
+    return out

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:
         emit("fold_skipped", fold=k)
-    resources = plan_resources(placement, 1 if nested else len(todo))
+    resources = plan_resources(placement, 1 if nested else len(todo), pack=True)
     if nested is None:
         emit("resources", **resources.__dict__)
 
@@ -93,17 +93,18 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     try:
         if nested is None:
-            _run_concurrently([lambda k=k: _run_fold(run, experiment, resources, plan, classes,
-                                                     labels, cache, k, board, emit) for k in todo],
-                              at_once=resources.concurrent_folds)
+            widths = resources.widths or [resources.workers] * len(todo)
+            _run_packed([(lambda k=k, w=w: _run_fold(
+                run, experiment, replace(resources, workers=w), plan, classes, labels, cache, k,
+                board, emit), w) for k, w in zip(todo, widths)], slots=resources.slots)
         else:  # one fold at a time: its search fills the cluster
             for k in todo:
                 chosen = _choose(run, experiment, placement, nested, plan, classes, cache, k, emit)
                 emit("resources", **resources.__dict__)
                 # In a daemon thread like every fold, so that Ctrl-C ends the process at once.
-                _run_concurrently([lambda k=k, chosen=chosen: _run_fold(
+                _run_packed([(lambda k=k, chosen=chosen: _run_fold(
                     run, with_overrides(experiment, chosen), resources, plan, classes, labels,
-                    cache, k, board, emit, chosen=chosen)], at_once=1)
+                    cache, k, board, emit, chosen=chosen), 1)], slots=1)
     finally:
         stop.set()
         watcher.join()
@@ -175,27 +176,35 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     emit("fold_finished", fold=fold, metrics=metrics)
 
 
-def _run_concurrently(jobs: list[Callable[[], None]], at_once: int) -> None:
-    """Run `jobs`, `at_once` at a time, in daemon threads: an interrupt (Ctrl-C) in the main
+def _run_packed(jobs: list[tuple[Callable[[], None], int]], slots: int) -> None:
+    """Run `jobs` ((job, workers) pairs) in order, each as soon as its workers fit in the
+    `slots` the running jobs leave free, in daemon threads: an interrupt (Ctrl-C) in the main
     thread then ends the process without waiting for a fold to finish; its checkpoints remain
-    for --resume. The first failure is raised once the running jobs end."""
-    pending, errors, lock = list(jobs), [], threading.Lock()
+    for --resume. No job starts after a failure; the first is raised once the running jobs end."""
+    free, errors, ready = slots, [], threading.Condition()
 
-    def work() -> None:
-        while True:
-            with lock:
-                if not pending or errors:
-                    return
-                job = pending.pop(0)
-            try:
-                job()
-            except BaseException as error:  # handed to the main thread
-                with lock:
-                    errors.append(error)
+    def work(job: Callable[[], None], workers: int) -> None:
+        nonlocal free
+        try:
+            job()
+        except BaseException as error:  # handed to the main thread
+            errors.append(error)
+        finally:
+            with ready:
+                free += workers
+                ready.notify_all()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, at_once))]
-    for thread in threads:
-        thread.start()
+    threads = []
+    for job, workers in jobs:
+        with ready:
+            while free < min(workers, slots) and not errors:
+                ready.wait(timeout=0.5)  # short waits: Ctrl-C reaches the main thread
+            if errors:
+                break
+            free -= min(workers, slots)
+        threads.append(threading.Thread(target=work, args=(job, min(workers, slots)),
+                                        daemon=True))
+        threads[-1].start()
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)

@@ -19,8 +19,11 @@ class EpochBatches:
     seconds the training loop then spent waiting for batches. `seed` seeds the shuffle buffer."""
 
     def __init__(self, shard, batch_size: int, device: torch.device, seed: int):
+        on_gpu = device.type == "cuda"
+        # On a GPU: pinned host memory (copies that do not block) and a few batches in flight.
         self._batches = iter(shard.iter_torch_batches(
-            batch_size=batch_size, device=device, drop_last=True,
+            batch_size=batch_size, device=device, drop_last=True, pin_memory=on_gpu,
+            prefetch_batches=4 if on_gpu else 1,
             local_shuffle_buffer_size=max(4 * batch_size, 256), local_shuffle_seed=seed))
         self._first: Future = Future()
         threading.Thread(target=self._fetch_first, daemon=True).start()
@@ -51,5 +54,7 @@ def validation_share(shard, rank: int, world: int,
     for batch in shard.iter_torch_batches(batch_size=batch_size):
         mine = batch["row"] % world == rank
         if mine.any():
-            batches.append((batch["image"][mine], batch["label"][mine].long()))
+            images = batch["image"][mine]
+            batches.append((images.pin_memory() if torch.cuda.is_available() else images,
+                            batch["label"][mine].long()))
     return batches

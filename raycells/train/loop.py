@@ -36,6 +36,7 @@ from .job import FoldJob
 from .models import create_model, load_weights
 from .optim import learning_rate, make_optimizer
 from .phases import phase_of, set_trainable, train_mode
+from .precision import autocast, choose_precision
 
 
 def train_fold(config: dict[str, Any]) -> None:
@@ -62,7 +63,8 @@ def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
             "val_macro_f1": validated["macro_f1"], "train_images": trained["images"],
             "images_per_s": trained["images_per_s"], "train_seconds": trained["seconds"],
             "data_wait_seconds": trained["data_wait_seconds"], "val_seconds": validated["seconds"],
-            "ended_at": time.time(), "seen_per_class": trained["seen_per_class"]}
+            "precision": trained["precision"], "ended_at": time.time(),
+            "seen_per_class": trained["seen_per_class"]}
 
 
 class FoldTraining:
@@ -78,6 +80,7 @@ class FoldTraining:
         torch.manual_seed(derive_seed(experiment.seed, "init", job.fold))  # DDP copies rank 0's
         self.device = ray.train.torch.get_device()
         self.on_gpu = self.device.type == "cuda"
+        self.precision = choose_precision(experiment.precision, self.device)
         check_reachable(dict(job.shared))
         board.joined.remote(job.fold, ray.get_runtime_context().get_node_id())
         group = ray.util.get_current_placement_group()
@@ -89,7 +92,8 @@ class FoldTraining:
         if self.on_gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.trained: nn.Module = self.model  # the model as prepared for this phase (DDP)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_gpu)
+        # Loss scaling only for fp16: its step reads the gradients' finiteness on the host.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.augmenter = (Augmenter(experiment.augment).to(self.device)
                           if experiment.augment.enabled else None)
         weights = job.loss_weights
@@ -110,7 +114,8 @@ class FoldTraining:
             return
         saved = newest_readable(checkpoint.path)  # the run directory is a local or shared folder
         self.model.load_state_dict(saved.model)
-        self.scaler.load_state_dict(saved.scaler)
+        if saved.scaler and self.scaler.is_enabled():  # none saved by a bf16 or CPU run
+            self.scaler.load_state_dict(saved.scaler)
         self.progress = saved.progress
         self.progress.restored_from = [*self.progress.restored_from, saved.progress.epoch + 1]
         self._saved = saved
@@ -125,6 +130,8 @@ class FoldTraining:
                                         phase.lr)
         # A new wrapper per phase: DDP synchronises only the parameters trainable when it is built.
         self.trained = ray.train.torch.prepare_model(self.model)
+        if self.job.experiment.compile:
+            self.trained = torch.compile(self.trained)
         saved = self._saved
         if saved is not None and (saved.progress.phase or phase.name) == phase.name:
             self.optimizer.load_state_dict(saved.optimizer)  # resuming inside this phase
@@ -155,7 +162,7 @@ class FoldTraining:
             progress.step += 1
             sums[0] += loss.detach().double() * len(y)
             sums[1] += (logits.argmax(1) == y).sum()
-            seen += torch.bincount(y, minlength=len(job.classes))
+            seen.index_add_(0, y, torch.ones_like(y))  # bincount would wait for the GPU
             count += len(y)
             if self.rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
@@ -170,6 +177,7 @@ class FoldTraining:
         loss_sum, correct, images = _sum_across([*sums.tolist(), count], self.device)
         seen_totals = _sum_across(seen.tolist(), self.device)
         return {"lr": lr, "loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1),
+                "precision": self.precision,
                 "images": int(images), "images_per_s": images / max(seconds, 1e-9),
                 "seconds": seconds, "data_wait_seconds": batches.waited,
                 "seen_per_class": {code: int(n) for code, n in zip(job.classes, seen_totals)}}
@@ -183,7 +191,7 @@ class FoldTraining:
             self._val_batches = validation_share(ray.train.get_dataset_shard("val"), self.rank,
                                                  self.world, self.local_batch)
         loss, confusion = _validate(self.trained, self._val_batches, len(self.job.classes),
-                                    self.device)
+                                    self.device, self.precision)
         scores = confusion_scores(confusion)
         return {"loss": loss, "accuracy": scores["accuracy"],
                 "balanced_accuracy": scores["balanced_accuracy"], "macro_f1": scores["macro_f1"],
@@ -222,7 +230,7 @@ class FoldTraining:
                              self.job.experiment.schedule)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.on_gpu):
+        with autocast(self.precision, self.device):
             logits = self.trained(x)
             loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -241,12 +249,13 @@ class FoldTraining:
 def set_determinism(on: bool) -> None:
     """With `on`, GPU kernels that repeat bit for bit: cuDNN's deterministic algorithms without
     its benchmark search, torch's deterministic implementations (an op without one warns rather
-    than stops), and the cuBLAS workspace setting they need. CPU kernels repeat either way."""
+    than stops), and the cuBLAS workspace setting they need. Without, cuDNN times its algorithms
+    on the first batches and keeps the fastest. CPU kernels repeat either way."""
 
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic = on
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = not on  # fixed input shapes: the fastest kernels, measured once
     torch.use_deterministic_algorithms(on, warn_only=True)
 
 
@@ -270,25 +279,26 @@ def check_reachable(folders: dict[str, str]) -> None:
                 "(see cluster/README.md).")
 
 
-def _validate(model: nn.Module, batches, num_classes: int,
-              device: torch.device) -> tuple[float, np.ndarray]:
-    """Loss and confusion matrix on the validation batches, summed over all workers."""
+def _validate(model: nn.Module, batches, num_classes: int, device: torch.device,
+              precision: str) -> tuple[float, np.ndarray]:
+    """Loss and confusion matrix on the validation batches, summed over all workers. The sums
+    stay on the device until the end: one synchronisation, not one per batch."""
     model.eval()
-    on_gpu = device.type == "cuda"
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    loss_sum, count = 0.0, 0
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     with torch.no_grad():
         for images, labels in batches:
-            x = prepare_images(images.to(device), channels_last=on_gpu)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
+            labels = labels.to(device, non_blocking=True)
+            x = prepare_images(images.to(device, non_blocking=True),
+                               channels_last=device.type == "cuda")
+            with autocast(precision, device):
                 logits = model(x)
-            loss_sum += nn.functional.cross_entropy(logits.float().cpu(), labels,
-                                                    reduction="sum").item()
+            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+            confusion.index_add_(0, labels * num_classes + logits.argmax(1),
+                                 torch.ones_like(labels))
             count += len(labels)
-            index = labels * num_classes + logits.argmax(1).cpu()
-            confusion += torch.bincount(index, minlength=num_classes ** 2).view(num_classes,
-                                                                                 num_classes)
-    summed = _sum_across([loss_sum, count, *confusion.flatten().tolist()], device)
+    summed = _sum_across([loss_sum.item(), count, *confusion.tolist()], device)
     confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)
     return summed[0] / max(summed[1], 1), confusion
 

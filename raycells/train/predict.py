@@ -14,6 +14,7 @@ from ..data.pipeline import part_dataset
 from .checkpoint import load_checkpoint
 from .inputs import dihedral_views, prepare_images
 from .models import create_model
+from .precision import autocast, choose_precision
 
 
 class BestModel:
@@ -30,8 +31,7 @@ class BestModel:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16,
-                                             enabled=self.device.type == "cuda"):
+        with torch.no_grad(), autocast(choose_precision("auto", self.device), self.device):
             x = prepare_images(images)
             views = dihedral_views(x) if self.tta else [x]
             probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)

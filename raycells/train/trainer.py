@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ..data.folds import fold_parts
-from ..data.pipeline import part_dataset
+from ..data.pipeline import DATA_TASK_CPUS, part_dataset
 from ..data.sampling import expected_copies, loss_weights
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
 from ..seeds import derive_seed
 from ..settings import Experiment, Placement
 from .job import FoldJob
+from .schedule import fold_widths
 
 DATA_CPUS = 1.0
 """CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
@@ -31,6 +32,13 @@ listing task asks for a whole CPU, so less than one would stall the pipeline."""
 DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
 """Seconds a Ray Data pipeline's resource reservation outlives its last renewal (Ray's default:
 180). Set before the local Ray cluster starts, which passes it on to every worker."""
+
+IDLE_WORKERS_ENV = "RAY_num_workers_soft_limit"
+"""How many idle worker processes a Ray node keeps (Ray's default: one per CPU). Ray Data's tasks
+ask for a quarter of a CPU, so an epoch runs up to four per CPU; with the default, the extra
+processes end a second after the epoch's reads and the next epoch starts them again, at about
+2 s of CPU each (benchmarks/feed.py: ~20 s of CPU per epoch's start, ~1 s with enough kept).
+Set before the local cluster starts; cluster/*.yaml sets it on every node."""
 
 
 @dataclass
@@ -42,27 +50,39 @@ class Resources:
     gpus_per_worker: float
     threads: int
     concurrent_folds: int
+    widths: tuple[int, ...] = ()
+    """Workers of each fold in the order they start, when they differ (folds packed onto GPUs,
+    `raycells.train.schedule`); empty when every fold has `workers`."""
+    slots: int = 1
+    """Workers that fit at once: a fold starts when its workers fit beside the running ones."""
 
 
-def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float = 0.0) -> Resources:
+def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float = 0.0,
+                   pack: bool = False) -> Resources:
     """Size the training workers from the cluster: one worker per GPU with as many folds at once
-    as the GPUs allow; on CPUs, one fold at a time using all cores but a share left to Ray Data
-    (and `driver_cpus`, held by whatever launches each fold: a Tune trial)."""
+    as the GPUs allow, or with `pack` (cross-validation's folds, without --workers) each fold's
+    workers chosen so that the folds keep every GPU busy (`raycells.train.schedule`); on CPUs,
+    one fold at a time using all cores but a share left to Ray Data (and `driver_cpus`, held by
+    whatever launches each fold: a Tune trial)."""
     import ray
 
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 1)), float(total.get("GPU", 0))
     gpus_per_worker = placement.gpus_per_worker if placement.gpus_per_worker is not None else (
         1.0 if gpus >= 1 else 0.0)
+    widths: list[int] = []
     if gpus_per_worker > 0:
         if gpus < gpus_per_worker:
             raise RaycellsError(f"--gpus-per-worker {gpus_per_worker:g} but the Ray cluster has "
                                 f"{gpus:g} GPUs: lower it, or set it to 0 to train on CPUs.")
         slots = int(gpus // gpus_per_worker)
-        workers = placement.workers or max(1, slots // max(1, min(folds_to_run, slots)))
+        widths = fold_widths(folds_to_run, slots) if pack and not placement.workers else []
+        workers = widths[0] if widths else placement.workers or max(
+            1, slots // max(1, min(folds_to_run, slots)))
         concurrent = max(1, min(folds_to_run, slots // workers))
         cpus_per_worker = placement.cpus_per_worker or max(
-            1.0, min(8.0, (cpus / concurrent - DATA_CPUS * 2 - driver_cpus) / workers))
+            1.0, min(8.0, (cpus - concurrent * (DATA_CPUS * 2 + driver_cpus)) / (
+                concurrent * workers)))
     else:
         workers = placement.workers or 1
         if placement.cpus_per_worker:
@@ -76,12 +96,14 @@ def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float =
     # pipeline leaves mostly idle once the images are cached.
     threads = max(1, math.ceil(cpus_per_worker)) if gpus_per_worker > 0 or concurrent > 1 else max(
         1, round(cpus_per_worker + DATA_CPUS / workers))
-    if workers * cpus_per_worker > cpus:
+    if max([workers, *widths]) * cpus_per_worker > cpus:
         raise RaycellsError(f"{workers} workers x {cpus_per_worker:g} CPUs need more than the "
                             f"cluster's {cpus:g} CPUs: lower --workers.")
+    widths = widths if len(set(widths)) > 1 else []
     return Resources(workers=workers, cpus_per_worker=round(cpus_per_worker, 3),
                      gpus_per_worker=gpus_per_worker, threads=threads,
-                     concurrent_folds=concurrent)
+                     concurrent_folds=concurrent, widths=tuple(widths),
+                     slots=max(workers * concurrent, *widths, 1))
 
 
 def init_ray(placement: Placement) -> None:
@@ -94,10 +116,14 @@ def init_ray(placement: Placement) -> None:
     # Ray Data renews its resource reservation every 10 s while a pipeline runs; one whose
     # process was killed (a trial stopped early, mid-epoch) is otherwise counted for 180 s.
     os.environ.setdefault(DATA_RESERVATION_ENV, "60")
+    os.environ.setdefault(IDLE_WORKERS_ENV, str(min(64, round(os.cpu_count() / DATA_TASK_CPUS))))
     if not ray.is_initialized():
         handler = signal.getsignal(signal.SIGTERM)
         try:
-            ray.init(address=placement.address, include_dashboard=False, log_to_driver=False,
+            # Without an address (or RAY_ADDRESS), a cluster of our own: Ray would otherwise
+            # join whichever local cluster another program started last.
+            ray.init(address=placement.address or os.environ.get("RAY_ADDRESS") or "local",
+                     include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR, configure_logging=True)
         except SystemExit as stop:  # ray.init's own SIGTERM handler, while it starts Ray
             if stop.code == signal.SIGTERM and callable(handler):
@@ -164,14 +190,21 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
             # Two: a last checkpoint cut short (a full disk, a killed write) falls back to the one before.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
-        datasets={
-            "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
-                                  expected[labels] if experiment.sampling.resamples else None,
-                                  shuffle=True, seed=derive_seed(experiment.seed, "data", fold)),
-            "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
-        },
+        datasets=fold_datasets(experiment, parts, labels, expected, cache, fold),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
+
+
+def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: np.ndarray,
+                  expected: np.ndarray, cache: Path, fold: int) -> dict:
+    """A fold's Ray datasets: "train" (sampled with `expected` copies per image of each class,
+    a new shard order every epoch) and "val" (the inner validation split, as it is)."""
+    return {
+        "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
+                              expected[labels] if experiment.sampling.resamples else None,
+                              shuffle=True, seed=derive_seed(experiment.seed, "data", fold)),
+        "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
+    }
 
 
 def fit(trainer):
