@@ -97,7 +97,7 @@ def _read_shards(batch: dict[str, np.ndarray], shards: list[str], size: int, kee
     epoch = execution_number()
     order = shard_order(len(shards), seed, epoch) if shuffle else np.arange(len(shards))
     read = [int(order[position]) for position in batch["position"]]
-    table = pa.concat_tables([pq.read_table(shards[shard]) for shard in read])
+    table = pa.concat_tables([pq.read_table(shards[shard], memory_map=True) for shard in read])
     row = table.column("row").to_numpy()
     row_index = np.flatnonzero(keep[row])
     images = images_from_column(table.column("image"), size)
