@@ -106,13 +106,13 @@ def _read_shards(batch: dict[str, np.ndarray], shards: list[str], size: int, kee
     # Each epoch draws its own copies; each row's draw depends on (seed, epoch, row) only.
     here = row[row_index]
     drawn = draw_copies(copies[here], uniforms(derive_seed(seed, "copies", epoch), here))
+    if spread is not None:
+        drawn[np.isin(here, spread["rows"])] = 0  # their copies come from the pool, spread out
+    index = np.repeat(row_index, drawn)
     if spread is None:
-        index = np.repeat(row_index, drawn)
         return {"row": row[index], "image": images[index], "label": labels[row[index]]}
     import ray
 
-    drawn[np.isin(here, spread["rows"])] = 0  # their copies come from the pool, spread out
-    index = np.repeat(row_index, drawn)
     pool = spread_copies(spread["rows"], copies, spread["hosts"], seed, epoch, here)
     out_rows = np.concatenate([row[index], spread["rows"][pool]])
     out_images = np.empty((len(out_rows), size, size, 3), dtype=np.uint8)
