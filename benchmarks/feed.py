@@ -114,9 +114,9 @@ def _consume(config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     device = ray.train.torch.get_device()
     epochs = []
-    for epoch in range(config["epochs"]):
+    for _ in range(config["epochs"]):
         asked, first, images = time.time(), None, 0
-        for batch in EpochBatches(shard, config["batch"], device, seed=epoch):
+        for batch in EpochBatches(shard, config["batch"], device):
             first = first or time.time()
             images += len(batch["image"])
         if device.type == "cuda":

@@ -10,6 +10,8 @@
 # 2. throughput.json: the raycells path, fold 0 of the paper preset for 2 epochs (oversampled to
 #    TARGET images per class, so that an epoch is short), against the plain loop on the same
 #    cached images (benchmarks/throughput.py); images/s and data wait from history.csv.
+#    throughput_held.json: the same with the training part held on the GPU (--images-on-device:
+#    read once in the first epoch, no data feed in the second).
 # 3. feed.json: the data feed onto the GPU with nothing consuming it, CPU-ms per image
 #    (benchmarks/feed.py).
 # DATA: an image folder (default ../shared/data/pbc; else the synthetic demo images, upscaled:
@@ -58,7 +60,8 @@ run() {  # run NAME SECONDS SCRIPT ARGS...: the script's last line (JSON) goes t
   fi
 }
 
-run step 180 benchmarks/step.py "${STEP[@]}"
-run throughput 240 benchmarks/throughput.py --data "$DATA" "${PATH_ARGS[@]}"
-run feed 150 benchmarks/feed.py --data "$DATA" "${FEED[@]}"
+run step 120 benchmarks/step.py "${STEP[@]}"
+run throughput 150 benchmarks/throughput.py --data "$DATA" "${PATH_ARGS[@]}"
+run throughput_held 120 benchmarks/throughput.py --data "$DATA" "${PATH_ARGS[@]}" --images-on-device
+run feed 90 benchmarks/feed.py --data "$DATA" "${FEED[@]}"
 log "finished; results in $OUT/*.json"

@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use this many images (a seeded sample)")
     parser.add_argument("--preset", default="cpu", help="the settings' starting point")
     parser.add_argument("--sampling", help="the training part's sampling (default: the preset's)")
+    parser.add_argument("--images-on-device", action="store_true",
+                        help="hold the training part on the worker's device (no data feed)")
     args = parser.parse_args()
     augment = AugmentSettings() if args.augment == "on" else AugmentSettings.off()
 
@@ -97,7 +99,8 @@ def main() -> None:
         "data": args.data, "model": args.model, "image_size": args.image_size,
         "batch_size": args.batch_size, "epochs": args.epochs, "folds": 5,
         "sampling": parse_sampling(args.sampling) if args.sampling else None,
-        "augment": "off" if args.augment == "off" else None})
+        "augment": "off" if args.augment == "off" else None,
+        "images_on_device": args.images_on_device or None})
     manifest = index_dataset(args.data)
     if args.limit:
         manifest.frame = manifest.frame.sample(n=args.limit, random_state=0).reset_index(drop=True)
@@ -125,6 +128,7 @@ def main() -> None:
         "plain_per_epoch": [round(r, 1) for r in plain_rates],
         "ray_train_seconds": history["train_seconds"].round(2).tolist(),
         "ray_data_wait_seconds": history["data_wait_seconds"].round(2).tolist(),
+        "ray_feed": history["feed"].tolist(), "ray_precision": history["precision"].tolist(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                    + (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"),
     }))

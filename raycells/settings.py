@@ -26,6 +26,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 LABELS = ("class", "fine")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 KEEP_EPOCHS = ("best", "last")
+BATCH_SCALINGS = ("global", "per-worker")
 POLICIES = ("none", "oversample", "sqrt", "class-weighted")
 MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
 """The architectures of the model registry (`raycells.train.models`), named here so that settings
@@ -147,9 +148,16 @@ class Experiment:
     """Training epochs per fold (a transfer run: fine-tuning epochs after the head's; 0 trains the
     head only); the best epoch on the inner validation split is kept."""
     batch_size: int = 64
-    """Images per optimisation step, summed over all workers."""
+    """Images per optimisation step: over all of a fold's workers, or each worker's with
+    batch_scaling per-worker."""
+    batch_scaling: str = "global"
+    """global: batch_size and lr are the step's whatever the number of workers (a fold trains the
+    same on 1 or 8 GPUs; with sync_batchnorm exactly). per-worker: each worker takes batch_size
+    images and the peak learning rate grows with the workers (lr x workers, the linear scaling
+    rule): faster on many GPUs, but a different experiment at each width, so folds then train on
+    equal numbers of workers."""
     lr: float = 0.002
-    """Peak learning rate (a transfer run: of the fine-tuning phase)."""
+    """Peak learning rate (a transfer run: of the fine-tuning phase), at batch_size."""
     weight_decay: float = 0.05
     """Weight decay of the optimizer."""
     optimizer: str = "adamw"
@@ -206,6 +214,15 @@ class Experiment:
     """Arithmetic of training on a GPU: auto (bf16 where the GPU has it, else fp16 with loss
     scaling), bf16, fp16 or fp32. CPUs train in fp32 whatever is set. The precision used is
     recorded per epoch in history.csv."""
+    images_on_device: bool = False
+    """Hold the fold's training images on each training worker's device (GPU memory; RAM on a
+    CPU), read once from the cache, and cut every epoch's sampled, shuffled batches there: no data
+    feed while training. About 480 kB per image at 400x400; a part that would take more than half
+    of a GPU's free memory streams as usual (history.csv's feed column says which)."""
+    sync_batchnorm: bool = False
+    """Batch-norm statistics over the whole step's batch on all of a fold's GPU workers
+    (SyncBatchNorm), not over each worker's share: with global batch scaling a fold then trains as
+    on one GPU. Only for GPUs (CPU workers keep their own statistics)."""
     compile: bool = False
     """Compile the network with torch.compile before training (minutes of compiling at the start
     of each fold for faster steps on a GPU; see benchmarks/RESULTS.md)."""
@@ -234,6 +251,8 @@ class Experiment:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
         _check(self.labels in LABELS, "labels", self.labels, " or ".join(LABELS))
+        _check(self.batch_scaling in BATCH_SCALINGS, "batch_scaling", self.batch_scaling,
+               " or ".join(BATCH_SCALINGS))
         _check(self.keep_epoch in KEEP_EPOCHS, "keep_epoch", self.keep_epoch, " or ".join(KEEP_EPOCHS))
         _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
                "a mapping (such as pbc-to-aml) exactly when extra_data is set")
@@ -267,12 +286,14 @@ class Placement:
 PAPER = {"model": "resnext50", "image_size": 400, "folds": 5, "epochs": 20,
          "augment": {"flip": 0.5, "rotate": 1.0, "noise": 0.0, "brightness": 0.0, "contrast": 0.0},
          "sampling": {"policy": "oversample", "target": 10000}, "keep_epoch": "last", "tta": False,
-         "batch_size": 32, "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine"}
+         "batch_size": 32, "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine",
+         "sync_batchnorm": True}
 """Matek et al. 2019's protocol as far as it is published (docs/paper-protocol.md has the source
 of every value and what could not be confirmed): ResNeXt-50 32x4d from scratch at 400x400, flips
 and 0-359 degree rotations only, every class oversampled to about 10,000 training images per epoch,
 5 folds, no epoch selection, no test-time augmentation. Not published, our choice: 20 epochs,
-batch 32, SGD at 0.01 with a cosine schedule, weight decay 1e-4."""
+batch 32, SGD at 0.01 with a cosine schedule, weight decay 1e-4, and batch-norm statistics over
+the whole batch when a fold trains on several GPUs (as on the one GPU of the paper)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},

@@ -101,6 +101,8 @@ def complete_run():
     """A check that a run directory holds everything the contract promises, for every fold."""
 
     def check(run: Path, *, folds: int, classes: int) -> None:
+        import torch
+
         config = json.loads((run / "config.json").read_text())
         assert config["settings"]["experiment"]["folds"] == folds
         assert {"torch", "ray", "kornia"} <= set(config["packages"]) and "seed" in config
@@ -117,7 +119,13 @@ def complete_run():
             assert metrics["images"] == len(predictions)
             first = probs.columns[0].removeprefix("prob_")
             assert set(metrics["per_class"][first]) == {"precision", "sensitivity", "f1", "support"}
-            assert list((fold / "checkpoint").glob("epoch-*/state.pt"))
+            paths = list((fold / "checkpoint").glob("epoch-*/state.pt"))
+            kept = [torch.load(path, weights_only=True) for path in paths
+                    if path.stat().st_size > 1000]  # not one a test cut short
+            assert kept and all("model" not in state["best"] for state in kept)
+            # The fold's network once, beside the checkpoints: the files they name, no others.
+            files = {path.name for path in (fold / "checkpoint").glob("best-*")}
+            assert {state["best"]["file"] for state in kept} <= files and len(files) <= len(paths)
 
     return check
 

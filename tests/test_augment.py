@@ -52,7 +52,8 @@ def test_data_parallel_workers_draw_their_own_augmentations():
     from raycells.train.loop import epoch_seed
 
     job = FoldJob(experiment=Experiment(seed=3), fold=1, classes=("a", "b"), threads=1,
-                  steps_per_epoch=1, loss_weights=None, shared=())
+                  workers=1, steps_per_epoch=1, loss_weights=None, class_copies=None,
+                  train_images=0, shared=(), checkpoints="")
     augmenter = Augmenter(AugmentSettings(flip=0, noise=0, brightness=0, contrast=0))
 
     def angles(epoch, rank):

@@ -25,7 +25,9 @@ def test_the_gpu_benchmark_runs_in_smoke_mode(tmp_path):
     assert all(r["images_per_s"] > 0 for r in step["results"])
     path = json.loads((tmp_path / "throughput.json").read_text())
     assert path["ray_images_per_s"] > 0 and path["plain_images_per_s"] > 0
-    assert len(path["ray_data_wait_seconds"]) == path["epochs"]
+    assert len(path["ray_data_wait_seconds"]) == path["epochs"] and path["ray_feed"][0] == "stream"
+    held = json.loads((tmp_path / "throughput_held.json").read_text())
+    assert held["ray_feed"] == ["device"] * held["epochs"] and held["ray_images_per_s"] > 0
     feed = json.loads((tmp_path / "feed.json").read_text())["results"][0]
     assert feed["cache_build_ms_per_image"] > 0 and feed["plain_parquet_ms_per_image"] > 0
     assert all(ms > 0 for ms in feed["raycells"]["steady_ms_per_image"])

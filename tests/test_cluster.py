@@ -16,7 +16,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from raycells.errors import RaycellsError
 from raycells.train.loop import check_reachable
-from raycells.train.trainer import DATA_RESERVATION_ENV
+from raycells.train.trainer import DATA_RESERVATION_ENV, GPU_WORKER_CPUS
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 
@@ -31,8 +31,11 @@ def test_cluster_config_passes_rays_validation(name):
     head = types[config["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0  # the head trains nothing
     gpu_types = [t for key, t in types.items() if key.startswith("gpu_")]
-    assert gpu_types and all(t["resources"]["GPU"] >= 1 and t["resources"]["CPU"] >= 1
-                             and t.get("min_workers", 0) == 0 for t in gpu_types)
+    assert gpu_types and all(t["resources"]["GPU"] >= 1 and t.get("min_workers", 0) == 0
+                             for t in gpu_types)
+    # Enough CPUs per GPU for the data feed: the training worker's, and 6 for Ray Data's reads.
+    assert all(t["resources"]["CPU"] / t["resources"]["GPU"] >= GPU_WORKER_CPUS + 6
+               for t in gpu_types)
     setup = " ".join(config["setup_commands"])
     assert "-c ~/raycells/constraints.txt" in setup and f"raycells[{name}]" in setup
     assert "/mnt/raycells" in setup and "RAYCELLS_CACHE=/mnt/raycells/cache" in " ".join(
@@ -54,7 +57,7 @@ def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, c
     command = [sys.executable, "-m", "raycells.cli.main", "cv", "--address", cluster.address,
                "--data", str(small_pbc), "--out", str(run), "--folds", "2", "--epochs", "2",
                "--model", "tiny_cnn", "--image-size", "32", "--batch-size", "16", "--lr", "0.01",
-               "--workers", "2", "--cpus-per-worker", "2"]
+               "--workers", "2", "--cpus-per-worker", "2", "--batch-scaling", "per-worker"]
     try:
         with log.open("w") as output:
             driver = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -74,6 +77,12 @@ def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, c
     assert first["restored_from_epochs"], "fold 0 did not go on from its checkpoint"
     assert set(second["nodes"]) == {head, new.node_id}
     complete_run(run, folds=2, classes=8)
+    # Per-worker batch scaling: 16 images on each worker, the peak learning rate doubled (above
+    # --lr, which a schedule of the unscaled rate never reaches).
+    history = pd.read_csv(run / "fold-1" / "history.csv")
+    assert (history["workers"] == 2).all() and (history["batch"] == 32).all()
+    assert 0.01 < history["lr"].max() <= 0.02
+    assert not history["sync_batchnorm"].any()  # CPU workers keep their own statistics
     plan = pd.read_parquet(run / "folds.parquet")
     tested = pd.concat(pd.read_parquet(run / f"fold-{k}" / "predictions.parquet") for k in (0, 1))
     assert sorted(tested["path"]) == sorted(plan["path"])  # every image tested exactly once

@@ -60,9 +60,9 @@ def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
     byte-identical predictions and the same history apart from its timings."""
     timings = ["images_per_s", "train_seconds", "data_wait_seconds", "val_seconds", "ended_at"]
 
-    def run(name, seed):
+    def run(name, seed, **settings):
         experiment, placement = _settings(data=str(small_pbc), sampling="oversample", seed=seed,
-                                          workers=1)
+                                          workers=1, **settings)
         run_cv(tmp_path / name, experiment, placement, manifest=read_manifest(small_pbc),
                only_folds=[0])
         fold = tmp_path / name / "fold-0"
@@ -72,6 +72,14 @@ def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
     first, again = run("first", 7), run("again", 7)
     assert first[0] == again[0], "predictions.parquet differs between two runs with one seed"
     pd.testing.assert_frame_equal(first[1], again[1])
+    # Held on the device, read once: repeatable too, and each epoch draws the stream's copies
+    # (each class's images seen alike, but for the last part batch each feed drops).
+    held, held_again = (run(name, 7, images_on_device=True) for name in ("held", "held-again"))
+    assert held[0] == held_again[0]
+    pd.testing.assert_frame_equal(held[1], held_again[1])
+    assert (held[1]["feed"] == "device").all() and (first[1]["feed"] == "stream").all()
+    seen = [column for column in first[1] if column.startswith("seen_")]
+    assert (held[1][seen] - first[1][seen]).abs().to_numpy().sum() < 2 * SMALL["batch_size"]
 
 
 def test_label_conflicts_are_warned_about_or_left_out(pbc_manifest, tmp_path):

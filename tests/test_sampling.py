@@ -122,6 +122,41 @@ def test_the_same_seed_streams_the_same_epochs(ray_session, small_pbc):
     assert not np.array_equal(first[0], first[1])
 
 
+def test_images_held_on_the_device_draw_the_streams_copies(ray_session, small_pbc):
+    """`images_on_device`: the part read once, each epoch cut from it, holds exactly the rows
+    (and copies) that the Ray Data stream of that epoch holds, in another order; workers get
+    equal, disjoint shares."""
+    import torch
+
+    from raycells.train.feed import HeldImages
+
+    init_ray(Placement())
+    frame = read_manifest(small_pbc).frame
+    plan = make_folds(frame, folds=3, seed=0, val_fraction=0.2)
+    classes = sorted(plan["label"].unique())
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    rows = fold_parts(plan, 0)["train"]
+    cache = image_cache(frame, 32)
+    expected = expected_copies(Sampling("oversample", target=40),
+                               np.bincount(labels[rows], minlength=len(classes)))
+    stream = part_dataset(cache, 32, labels, rows, expected[labels], shuffle=True, seed=5)
+    held = HeldImages(part_dataset(cache, 32, labels, rows), len(rows), 32, torch.device("cpu"),
+                      tuple(expected), seed=5)
+    assert sorted(held.rows) == sorted(rows)
+    first = torch.from_numpy(np.stack(
+        [b["image"][0] for b in part_dataset(cache, 32, labels, rows[:1]).iter_batches()]))
+    assert torch.equal(held.images[list(held.rows).index(rows[0])], first[0])
+    for epoch in range(2):
+        streamed = np.concatenate([b["row"] for b in stream.iter_batches(batch_format="numpy")])
+        order = held.epoch_order(epoch)
+        assert sorted(held.rows[order]) == sorted(streamed), f"epoch {epoch}"
+        assert (held.labels[order].numpy() == labels[held.rows[order]]).all()
+        shares = [torch.cat([b["label"] for b in held.batches(epoch, 8, rank, 3)])
+                  for rank in range(3)]
+        assert len({len(share) for share in shares}) == 1 and len(shares[0]) % 8 == 0
+    assert not np.array_equal(held.epoch_order(0), held.epoch_order(1))
+
+
 def test_a_rare_images_copies_are_spread_over_the_epoch():
     """An image drawn 300 times an epoch (a rare class, oversampled) has its copies placed beside
     training rows drawn at random: every copy exactly once, about as many beside every 64 rows

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from raycells.errors import RaycellsError
-from raycells.settings import AugmentSettings, Sampling, build_settings, differences
+from raycells.settings import AugmentSettings, Experiment, Sampling, build_settings, differences
 
 
 def test_defaults_preset_file_then_flags(tmp_path):
@@ -85,3 +85,20 @@ def test_values_of_the_wrong_type_or_out_of_range_are_named_with_their_key(tmp_p
     config.write_text('{"sampling": {"policy": "oversample", "target": 1.5}}')
     with pytest.raises(RaycellsError, match=r"bad.json: target = 1.5 is not valid: expected a whole"):
         build_settings(config_file=config)
+
+
+def test_batch_scaling_sets_each_workers_batch_and_the_learning_rate():
+    from raycells.train.job import FoldJob, step_batch
+
+    def job(workers, **settings):
+        return FoldJob(experiment=Experiment(batch_size=32, **settings), fold=0, classes=("a",),
+                       workers=workers, threads=1, steps_per_epoch=1, loss_weights=None,
+                       class_copies=None, train_images=0, shared=(), checkpoints="")
+
+    # global (the default): the step's batch whatever the width, split over the workers.
+    assert [(step_batch(job(w).experiment, w), job(w).worker_batch, job(w).lr_scale)
+            for w in (1, 4, 64)] == [(32, 32, 1.0), (32, 8, 1.0), (32, 1, 1.0)]
+    wide = job(4, batch_scaling="per-worker")
+    assert (step_batch(wide.experiment, 4), wide.worker_batch, wide.lr_scale) == (128, 32, 4.0)
+    with pytest.raises(ValueError, match="batch_scaling = 'linear' is not valid: expected global"):
+        Experiment(batch_scaling="linear")

@@ -1,9 +1,12 @@
 """The Ray Data side of training: a fold's train, validation and test images streamed from the
 decoded-image cache as uint8 batches with integer labels.
 
-Each task reads one cache shard with pyarrow and keeps the part's rows. (Ray Data's own Parquet
+Each task reads cache shards with pyarrow and keeps the part's rows. (Ray Data's own Parquet
 reader would start a pool of footer-reading actors, each a new process, for every execution:
-seconds of CPU at the start of every epoch; benchmarks/feed.py measures it.)
+seconds of CPU at the start of every epoch; benchmarks/feed.py measures it.) A shuffled part's
+tasks each read shards holding at least `SHUFFLE_ROWS` images, drawn in a new order every epoch,
+and put the rows of their block in a random order: the copy that keeps the part's rows makes the
+shuffle, so the training worker needs no shuffle buffer (another copy of every image).
 
 Sampled epochs: each row appears as many times as the epoch's draw says. A row drawn at most
 `SPREAD_ABOVE` times appears that often in its own shard's block, where the worker's shuffle
@@ -26,9 +29,13 @@ import pyarrow.parquet as pq
 
 from ..seeds import derive_seed, uniforms
 from .cache import cached_images, images_from_column
-from .sampling import draw_copies
+from .sampling import epoch_copies
 
 DATA_TASK_CPUS = 0.25
+
+SHUFFLE_ROWS = 256
+"""Images a shuffled part's read task mixes into one block (at least): a batch is drawn from that
+many images of several shards."""
 
 SPREAD_ABOVE = 4.0
 """Rows expected more often than this in an epoch have their copies spread over the epoch (their
@@ -54,13 +61,18 @@ def part_dataset(cache: Path, size: int, labels: np.ndarray, rows: np.ndarray,
             spread = {"rows": pooled, "hosts": rows,
                       "images": ray.put(cached_images(cache, pooled, size))}
     shards = sorted(str(path) for path in Path(cache).glob("part-*.parquet"))
-    positions = ray.data.from_items([{"position": i} for i in range(len(shards))],
-                                    override_num_blocks=len(shards))
+    per_read = 1
+    if shuffle and shards:
+        per_read = max(1, -(-SHUFFLE_ROWS // pq.ParquetFile(shards[0]).metadata.num_rows))
+    reads = -(-len(shards) // per_read)
+    positions = ray.data.from_items(
+        [{"position": i} for i in range(reads)], override_num_blocks=max(reads, 1))
     # Small CPU requests: on a small machine the training workers hold most cores.
     return positions.map_batches(
         _read_shards, batch_format="numpy", batch_size=None, num_cpus=DATA_TASK_CPUS,
-        fn_kwargs={"shards": shards, "size": size, "keep": keep, "labels": labels,
-                   "copies": copies, "spread": spread, "shuffle": shuffle, "seed": seed})
+        fn_kwargs={"shards": shards, "per_read": per_read, "size": size, "keep": keep,
+                   "labels": labels, "copies": copies, "spread": spread, "shuffle": shuffle,
+                   "seed": seed})
 
 
 def shard_order(count: int, seed: int, epoch: int) -> np.ndarray:
@@ -75,7 +87,7 @@ def spread_copies(pooled: np.ndarray, copies: np.ndarray, hosts: np.ndarray, see
     positions in `pooled`, one per copy. Every copy of every pooled row goes beside one of the
     `hosts` (the part's rows), drawn uniformly; a pure function of the seed and epoch, so that the
     tasks reading different shards agree on where each copy goes."""
-    drawn = draw_copies(copies[pooled], uniforms(derive_seed(seed, "copies", epoch), pooled))
+    drawn = epoch_copies(copies, pooled, seed, epoch)
     owner = np.repeat(np.arange(len(pooled)), drawn)
     places = uniforms(derive_seed(seed, "places", epoch), np.arange(len(owner)))
     host = hosts[np.minimum((places * len(hosts)).astype(np.int64), len(hosts) - 1)]
@@ -91,32 +103,41 @@ def execution_number() -> int:
     return int(getattr(ray.data.DataContext.get_current(), "_execution_idx", 0))
 
 
-def _read_shards(batch: dict[str, np.ndarray], shards: list[str], size: int, keep: np.ndarray,
-                 labels: np.ndarray, copies: np.ndarray | None, spread: dict | None,
-                 shuffle: bool, seed: int) -> dict[str, np.ndarray]:
+def _read_shards(batch: dict[str, np.ndarray], shards: list[str], per_read: int, size: int,
+                 keep: np.ndarray, labels: np.ndarray, copies: np.ndarray | None,
+                 spread: dict | None, shuffle: bool, seed: int) -> dict[str, np.ndarray]:
     epoch = execution_number()
     order = shard_order(len(shards), seed, epoch) if shuffle else np.arange(len(shards))
-    read = [int(order[position]) for position in batch["position"]]
+    read = [int(shard) for position in batch["position"]
+            for shard in order[position * per_read:(position + 1) * per_read]]
     table = pa.concat_tables([pq.read_table(shards[shard], memory_map=True) for shard in read])
     row = table.column("row").to_numpy()
-    row_index = np.flatnonzero(keep[row])
+    index = np.flatnonzero(keep[row])
     images = images_from_column(table.column("image"), size)
-    if copies is None:
-        return {"row": row[row_index], "image": images[row_index], "label": labels[row[row_index]]}
-    # Each epoch draws its own copies; each row's draw depends on (seed, epoch, row) only.
-    here = row[row_index]
-    drawn = draw_copies(copies[here], uniforms(derive_seed(seed, "copies", epoch), here))
-    if spread is not None:
-        drawn[np.isin(here, spread["rows"])] = 0  # their copies come from the pool, spread out
-    index = np.repeat(row_index, drawn)
-    if spread is None:
-        return {"row": row[index], "image": images[index], "label": labels[row[index]]}
+    pool = np.zeros(0, dtype=np.int64)
+    if copies is not None:
+        # Each epoch draws its own copies; each row's draw depends on (seed, epoch, row) only.
+        here = row[index]
+        drawn = epoch_copies(copies, here, seed, epoch)
+        if spread is not None:  # their copies come from the pool, spread over the epoch
+            drawn[np.isin(here, spread["rows"])] = 0
+            pool = spread_copies(spread["rows"], copies, spread["hosts"], seed, epoch, here)
+        index = np.repeat(index, drawn)
+    # Block positions: the shard's rows (index >= 0) then the pool's copies (-1 - position).
+    places = np.concatenate([index, -1 - pool])
+    if shuffle:
+        first = int(batch["position"][0])
+        places = np.random.default_rng(derive_seed(seed, "block", epoch, first)).permutation(places)
+    if not len(pool):  # one copy of each image: the block's own
+        out_rows = row[places]
+        return {"row": out_rows, "image": np.take(images, places, axis=0), "label": labels[out_rows]}
     import ray
 
-    pool = spread_copies(spread["rows"], copies, spread["hosts"], seed, epoch, here)
-    out_rows = np.concatenate([row[index], spread["rows"][pool]])
-    out_images = np.empty((len(out_rows), size, size, 3), dtype=np.uint8)
-    np.take(images, index, axis=0, out=out_images[:len(index)])
-    np.take(ray.get(spread["images"]), pool, axis=0, out=out_images[len(index):])
-    # The worker's shuffle buffer mixes the block's rows; the pool's copies are already spread.
+    from_shard = places >= 0
+    pooled = -1 - places[~from_shard]
+    out_rows = np.empty(len(places), dtype=row.dtype)
+    out_rows[from_shard], out_rows[~from_shard] = row[places[from_shard]], spread["rows"][pooled]
+    out_images = np.empty((len(places), size, size, 3), dtype=np.uint8)
+    out_images[from_shard] = images[places[from_shard]]
+    out_images[~from_shard] = ray.get(spread["images"])[pooled]
     return {"row": out_rows, "image": out_images, "label": labels[out_rows]}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..seeds import derive_seed, uniforms
 from ..settings import Sampling
 
 
@@ -62,3 +63,10 @@ def draw_copies(expected: np.ndarray, draws: np.ndarray) -> np.ndarray:
     copy when the draw falls below the fractional part."""
     whole = np.floor(expected)
     return (whole + (draws < expected - whole)).astype(np.int64)
+
+
+def epoch_copies(copies: np.ndarray, rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """Copies of each of `rows` (manifest rows) in epoch `epoch`, where `copies` holds every
+    manifest row's expected copies: a pure function of (seed, epoch, row), so that whoever draws
+    a row's copies (a Ray Data task reading its shard, a worker holding the images) agrees."""
+    return draw_copies(copies[rows], uniforms(derive_seed(seed, "copies", epoch), rows))

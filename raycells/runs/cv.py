@@ -82,7 +82,9 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:
         emit("fold_skipped", fold=k)
-    resources = plan_resources(placement, 1 if nested else len(todo), pack=True)
+    # Folds of different widths train the same experiment only when the batch is the step's.
+    resources = plan_resources(placement, 1 if nested else len(todo),
+                               pack=experiment.batch_scaling == "global")
     if nested is None:
         emit("resources", **resources.__dict__)
 

@@ -6,6 +6,10 @@ network is (`model_name`, `classes`, `image_size`, `experiment`: the settings as
 last epoch's state to continue from (`model`, `optimizer`, `scaler`), and the fold's progress
 (`epoch`, `step`, `phase`, `phase_start_step`, `history`, `best`, `restored_from`). It is read
 with `weights_only=True`: a checkpoint from someone else's run directory cannot run code.
+
+The best epoch's weights (the fold's network) are stored once, beside the epoch folders, as
+`checkpoint/best-epoch-NNN.safetensors`; a checkpoint's `best` names its file. Only the files
+that the kept checkpoints name stay (`prune_best`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import RaycellsError
+from ..files import atomic_path
 
 FILE = "state.pt"
 PATTERN = f"epoch-*/{FILE}"
@@ -40,24 +45,24 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     """One record per finished epoch (history.csv)."""
     best: dict[str, Any] | None = None
-    """The best epoch on the inner validation split: epoch, val_macro_f1, val_loss and model
-    (its weights)."""
+    """The best epoch on the inner validation split: epoch, val_macro_f1, val_loss and file (its
+    weights, `best-epoch-NNN.safetensors` beside the epoch folders)."""
     restored_from: list[int] = field(default_factory=list)
     """Epochs finished when each restart began (empty for an uninterrupted fold)."""
 
-    def record(self, epoch: int, record: dict[str, Any], model: torch.nn.Module,
-               keep: str = "best") -> None:
-        """Add epoch `epoch`'s record; keep the model's weights if the epoch is the best so far
-        (highest validation macro F1, then lowest validation loss), or with `keep="last"` always
-        (the kept network is then the last epoch's)."""
+    def record(self, epoch: int, record: dict[str, Any], keep: str = "best") -> bool:
+        """Add epoch `epoch`'s record. True when its network is now the fold's: the best so far
+        (highest validation macro F1, then lowest validation loss), or with `keep="last"` always;
+        the caller then writes it (`save_best`)."""
         self.history.append(record)
         self.epoch = epoch
         best = self.best
         if keep == "last" or best is None or ((record["val_macro_f1"], -record["val_loss"])
                                               > (best["val_macro_f1"], -best["val_loss"])):
             self.best = {"epoch": epoch + 1, "val_macro_f1": record["val_macro_f1"],
-                         "val_loss": record["val_loss"],
-                         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                         "val_loss": record["val_loss"], "file": best_file(epoch + 1)}
+            return True
+        return False
 
 
 @dataclass
@@ -71,17 +76,59 @@ class Checkpoint:
     """The last epoch's weights."""
     optimizer: dict[str, Any]
     scaler: dict[str, Any]
+    path: Path | None = None
+    """The state.pt file it was read from (None while training: not written yet)."""
 
     @property
     def best_model(self) -> dict[str, torch.Tensor]:
-        """The weights of the best epoch: the fold's network."""
-        return self.progress.best["model"]
+        """The weights of the best epoch: the fold's network (held in the checkpoint itself by
+        runs of raycells before the separate file)."""
+        best = self.progress.best
+        if "model" in best:
+            return best["model"]
+        return read_best(self.path.parent.parent / best["file"])
+
+
+def best_file(epoch: int) -> str:
+    """The file name of epoch `epoch`'s (from 1) weights when they are the fold's network."""
+    return f"best-epoch-{epoch:03d}.safetensors"
+
+
+def save_best(model: torch.nn.Module, folder: str | Path, name: str) -> None:
+    """Write `model`'s weights as `folder`/`name` (safetensors: tensors only, readable without
+    raycells), atomically."""
+    from safetensors.torch import save_file
+
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(Path(folder) / name) as tmp:
+        save_file(state, str(tmp))
+
+
+def read_best(path: Path) -> dict[str, torch.Tensor]:
+    """The weights in a `save_best` file (RaycellsError naming it when it cannot be read)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise RaycellsError(f"{path}: the fold's network cannot be read ({error}). Take the run "
+                            "directory as raycells wrote it, or train the fold again.") from None
+
+
+def prune_best(folder: str | Path, keep: set[str]) -> None:
+    """Remove the best-epoch files in `folder` but those named in `keep`: the files the kept
+    checkpoints name (a fold resumes from either)."""
+    for path in Path(folder).glob(best_file(0).replace("000", "*")):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
 def save_checkpoint(checkpoint: Checkpoint, folder: str | Path) -> Path:
     """Write `checkpoint` into `folder` (a fresh folder that Ray Train then keeps)."""
     path = Path(folder) / FILE
-    content = {f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint) if f.name != "progress"}
+    content = {f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)
+               if f.name not in ("progress", "path")}
     progress = {f.name: getattr(checkpoint.progress, f.name) for f in fields(Progress)}
     torch.save({**progress, **content}, path)
     return path
@@ -128,8 +175,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                                   "again.")
     try:
         progress = Progress(**{f.name: saved[f.name] for f in fields(Progress) if f.name in saved})
-        return Checkpoint(progress=progress, **{f.name: saved[f.name] for f in fields(Checkpoint)
-                                                if f.name != "progress"})
+        return Checkpoint(progress=progress, path=path, **{
+            f.name: saved[f.name] for f in fields(Checkpoint) if f.name not in ("progress", "path")})
     except (KeyError, TypeError, AttributeError) as error:
         raise RaycellsError(f"{path}: not a raycells checkpoint (no {error}). Take the run "
                             "directory as raycells wrote it.") from error

@@ -29,8 +29,8 @@ from ..metrics import confusion_scores
 from ..seeds import derive_seed
 from ..settings import as_dict
 from .augment import Augmenter
-from .checkpoint import Checkpoint, Progress, newest_readable, save_checkpoint
-from .feed import EpochBatches, validation_share
+from .checkpoint import Checkpoint, Progress, newest_readable, prune_best, save_best, save_checkpoint
+from .feed import EpochBatches, HeldBatches, HeldImages, validation_share
 from .inputs import prepare_images
 from .job import FoldJob
 from .models import create_model, load_weights
@@ -49,8 +49,8 @@ def train_fold(config: dict[str, Any]) -> None:
         trained = fold.train_epoch(epoch)
         validated = fold.validate(epoch)
         record = epoch_record(epoch, fold.phase.name, trained, validated)
-        fold.progress.record(epoch, record, fold.model, keep=fold.job.experiment.keep_epoch)
-        fold.report(epoch, record)
+        best = fold.progress.record(epoch, record, keep=fold.job.experiment.keep_epoch)
+        fold.report(epoch, record, best)
 
 
 def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
@@ -63,7 +63,10 @@ def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
             "val_macro_f1": validated["macro_f1"], "train_images": trained["images"],
             "images_per_s": trained["images_per_s"], "train_seconds": trained["seconds"],
             "data_wait_seconds": trained["data_wait_seconds"], "val_seconds": validated["seconds"],
-            "precision": trained["precision"], "ended_at": time.time(),
+            "precision": trained["precision"], "feed": trained["feed"],
+            "workers": trained["workers"],
+            "batch": trained["batch"], "sync_batchnorm": trained["sync_batchnorm"],
+            "ended_at": time.time(),
             "seen_per_class": trained["seen_per_class"]}
 
 
@@ -89,6 +92,10 @@ class FoldTraining:
         self.model = create_model(experiment.model, len(job.classes))
         if experiment.weights:
             load_weights(self.model, experiment.weights, head=experiment.transfer is None)
+        # Batch-norm statistics over the whole step's batch: SyncBatchNorm needs GPUs (NCCL).
+        self.sync_batchnorm = experiment.sync_batchnorm and self.on_gpu and self.world > 1
+        if self.sync_batchnorm:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if self.on_gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.trained: nn.Module = self.model  # the model as prepared for this phase (DDP)
@@ -103,9 +110,12 @@ class FoldTraining:
         self.phase = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._saved: Checkpoint | None = None
-        self.local_batch = max(1, experiment.batch_size // self.world)
+        self._best_before: str | None = None  # the network file the checkpoint before names
+        self.local_batch = job.worker_batch
         self._shard = ray.train.get_dataset_shard("train")
-        self._upcoming: EpochBatches | None = None  # the next epoch's batches, on their way
+        self._upcoming: EpochBatches | HeldBatches | None = None  # the next epoch's batches
+        self._held: HeldImages | None = None  # the training part on the device (images_on_device)
+        self.feed = "stream"
         self._val_batches = None  # this worker's share of the validation images, read once
 
     def restore(self, checkpoint: ray.train.Checkpoint | None) -> None:
@@ -119,6 +129,7 @@ class FoldTraining:
         self.progress = saved.progress
         self.progress.restored_from = [*self.progress.restored_from, saved.progress.epoch + 1]
         self._saved = saved
+        self._best_before = (saved.progress.best or {}).get("file")
 
     def enter_phase(self, epoch: int) -> None:
         """Switch to the phase of `epoch` if it starts a new one: what trains, a new optimizer."""
@@ -127,7 +138,7 @@ class FoldTraining:
             return
         self.phase = phase
         self.optimizer = make_optimizer(set_trainable(self.model, phase), self.job.experiment,
-                                        phase.lr)
+                                        phase.lr * self.job.lr_scale)
         # A new wrapper per phase: DDP synchronises only the parameters trainable when it is built.
         self.trained = ray.train.torch.prepare_model(self.model)
         if self.job.experiment.compile:
@@ -177,7 +188,8 @@ class FoldTraining:
         loss_sum, correct, images = _sum_across([*sums.tolist(), count], self.device)
         seen_totals = _sum_across(seen.tolist(), self.device)
         return {"lr": lr, "loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1),
-                "precision": self.precision,
+                "precision": self.precision, "feed": self.feed, "workers": self.world,
+                "batch": self.local_batch * self.world, "sync_batchnorm": self.sync_batchnorm,
                 "images": int(images), "images_per_s": images / max(seconds, 1e-9),
                 "seconds": seconds, "data_wait_seconds": batches.waited,
                 "seen_per_class": {code: int(n) for code, n in zip(job.classes, seen_totals)}}
@@ -197,8 +209,10 @@ class FoldTraining:
                 "balanced_accuracy": scores["balanced_accuracy"], "macro_f1": scores["macro_f1"],
                 "seconds": time.perf_counter() - start}
 
-    def report(self, epoch: int, record: dict[str, Any]) -> None:
-        """Report the epoch to Ray Train; the first worker adds the checkpoint."""
+    def report(self, epoch: int, record: dict[str, Any], best: bool) -> None:
+        """Report the epoch to Ray Train; the first worker adds the checkpoint, and with `best`
+        (the epoch's network is now the fold's) writes the network first, so that a checkpoint
+        never names a file that is not there."""
         job = self.job
         metrics = {"fold": job.fold, "placement_group": self.placement_group,
                    **{key: value for key, value in record.items() if key != "seen_per_class"}}
@@ -206,6 +220,9 @@ class FoldTraining:
             ray.train.report(metrics)
             return
         self.board.post.remote(job.fold, phase="epoch done", epoch=epoch + 1, last=metrics)
+        best_file = self.progress.best["file"]
+        if best:
+            save_best(self.model, job.checkpoints, best_file)
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(Checkpoint(
                 model_name=job.experiment.model, classes=list(job.classes),
@@ -218,15 +235,39 @@ class FoldTraining:
             name = f"epoch-{epoch + 1:03d}" + (f"-r{restarts}" if restarts else "")
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
                              checkpoint_dir_name=name)
+        # Ray Train keeps two checkpoints (this one and the one before): keep their networks.
+        prune_best(job.checkpoints, {best_file, self._best_before})
+        self._best_before = best_file
 
-    def _batches(self, epoch: int) -> EpochBatches:
-        seed = derive_seed(self.job.experiment.seed, "batches", self.job.fold, epoch, self.rank)
-        return EpochBatches(self._shard, self.local_batch, self.device, seed)
+    def _batches(self, epoch: int) -> EpochBatches | HeldBatches:
+        job = self.job
+        reading = 0.0
+        if job.experiment.images_on_device and self.feed == "stream" and self._held is None:
+            started = time.perf_counter()
+            self._hold_images()
+            reading = time.perf_counter() - started
+        if self._held is not None:
+            batches = self._held.batches(epoch, self.local_batch, self.rank, self.world)
+            batches.waited = reading  # the first epoch waited for the images to arrive
+            return batches
+        return EpochBatches(self._shard, self.local_batch, self.device)
+
+    def _hold_images(self) -> None:
+        """Read the training part onto the device, if it fits on every worker's (all workers cut
+        their batches the same way, or all stream)."""
+        job, size = self.job, self.job.experiment.image_size
+        fits = HeldImages.fits(job.train_images, size, self.device)
+        if _sum_across([float(fits)], self.device)[0] == self.world:
+            self._held = HeldImages(ray.train.get_dataset_shard("train_images"), job.train_images,
+                                    size, self.device, job.class_copies, job.data_seed)
+            self.feed = "device"
+        else:
+            self.feed = "stream (did not fit on the device)"
 
     def _learning_rate(self) -> float:
         phase = self.phase
         return learning_rate(self.progress.step - self.progress.phase_start_step,
-                             phase.epochs * self.job.steps_per_epoch, phase.lr,
+                             phase.epochs * self.job.steps_per_epoch, phase.lr * self.job.lr_scale,
                              self.job.experiment.schedule)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,15 +19,22 @@ from ..data.pipeline import DATA_TASK_CPUS, part_dataset
 from ..data.sampling import expected_copies, loss_weights
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
-from ..seeds import derive_seed
 from ..settings import Experiment, Placement
-from .job import FoldJob
+from .job import FoldJob, step_batch
 from .schedule import fold_widths
 
 DATA_CPUS = 1.0
 """CPUs each fold leaves to Ray Data (listing and reading the cache, sampling). Ray Data's file
 listing task asks for a whole CPU, so less than one would stall the pipeline."""
 
+
+GPU_WORKER_CPUS = 2.0
+"""CPUs a GPU training worker asks for: one drives the GPU, one takes the batches from Ray Data
+(collating, pinning). The node's other CPUs are left to Ray Data's reading tasks, which at about
+1-2 ms of CPU per 400x400 image (benchmarks/feed.py) need 1-2 CPUs per 1,000 images/s."""
+
+CHECKPOINTS = "checkpoint"
+"""A fold's checkpoint folder, in its folder of the run directory (`raycells.train.checkpoint`)."""
 
 DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
 """Seconds a Ray Data pipeline's resource reservation outlives its last renewal (Ray's default:
@@ -81,7 +88,7 @@ def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float =
             1, slots // max(1, min(folds_to_run, slots)))
         concurrent = max(1, min(folds_to_run, slots // workers))
         cpus_per_worker = placement.cpus_per_worker or max(
-            1.0, min(8.0, (cpus - concurrent * (DATA_CPUS * 2 + driver_cpus)) / (
+            1.0, min(GPU_WORKER_CPUS, (cpus - concurrent * (DATA_CPUS * 2 + driver_cpus)) / (
                 concurrent * workers)))
     else:
         workers = placement.workers or 1
@@ -171,11 +178,15 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
     expected = expected_copies(experiment.sampling, class_counts)
     weights = loss_weights(experiment.sampling, class_counts)
     job = FoldJob(
-        experiment=experiment, fold=fold, classes=tuple(classes), threads=resources.threads,
-        steps_per_epoch=max(1, int((class_counts * expected).sum() // experiment.batch_size)),
+        experiment=experiment, fold=fold, classes=tuple(classes), workers=resources.workers,
+        threads=resources.threads, steps_per_epoch=max(1, int(
+            (class_counts * expected).sum() // step_batch(experiment, resources.workers))),
         loss_weights=None if weights is None else tuple(weights.tolist()),
+        class_copies=tuple(expected.tolist()) if experiment.sampling.resamples else None,
+        train_images=len(parts["train"]),
         shared=(("the run directory, --out", str(storage.resolve())),
-                ("the image cache, $RAYCELLS_CACHE", str(cache.resolve()))))
+                ("the image cache, $RAYCELLS_CACHE", str(cache.resolve()))),
+        checkpoints=str(storage.resolve() / CHECKPOINTS))
     storage.mkdir(parents=True, exist_ok=True)
     return TorchTrainer(
         train_fold,
@@ -185,26 +196,31 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
             resources_per_worker={"CPU": resources.cpus_per_worker,
                                   **({"GPU": resources.gpus_per_worker} if resources.gpus_per_worker else {})}),
         run_config=ray.train.RunConfig(
-            name="checkpoint", storage_path=str(storage.resolve()),
+            name=CHECKPOINTS, storage_path=str(storage.resolve()),
             failure_config=ray.train.FailureConfig(max_failures=3),
             # Two: a last checkpoint cut short (a full disk, a killed write) falls back to the one before.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
-        datasets=fold_datasets(experiment, parts, labels, expected, cache, fold),
+        datasets=fold_datasets(experiment, parts, labels, expected, cache, job.data_seed),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
 
 
 def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: np.ndarray,
-                  expected: np.ndarray, cache: Path, fold: int) -> dict:
+                  expected: np.ndarray, cache: Path, seed: int) -> dict:
     """A fold's Ray datasets: "train" (sampled with `expected` copies per image of each class,
-    a new shard order every epoch) and "val" (the inner validation split, as it is)."""
-    return {
+    a new shard order every epoch, seeded by `seed`), "val" (the inner validation split, as it
+    is) and, to hold on the workers' devices (`images_on_device`), "train_images" (the training
+    part, each image once)."""
+    datasets = {
         "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
                               expected[labels] if experiment.sampling.resamples else None,
-                              shuffle=True, seed=derive_seed(experiment.seed, "data", fold)),
+                              shuffle=True, seed=seed),
         "val": part_dataset(cache, experiment.image_size, labels, parts["val"]),
     }
+    if experiment.images_on_device:
+        datasets["train_images"] = part_dataset(cache, experiment.image_size, labels, parts["train"])
+    return datasets
 
 
 def fit(trainer):
