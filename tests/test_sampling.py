@@ -97,18 +97,25 @@ def test_training_epochs_never_hold_validation_or_test_images(ray_session, small
             assert seen.sum() > counts.sum() or not sampling.resamples
 
 
-def test_the_same_seed_streams_the_same_epochs(ray_session, small_pbc):
-    """Shard order and sampling draws repeat with the seed, epoch by epoch, and change from one
-    epoch to the next and with another seed."""
+def _oversampled_fold(manifest):
+    """Fold 0 of a 3-fold plan of `manifest` at 32 px: labels, training rows, the image cache
+    and each class's expected copies when oversampled to 40 images."""
     init_ray(Placement())  # keeps Ray Data's output in order, as every run does
-    frame = read_manifest(small_pbc).frame
+    frame = read_manifest(manifest).frame
     plan = make_folds(frame, folds=3, seed=0, val_fraction=0.2)
     classes = sorted(plan["label"].unique())
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     rows = fold_parts(plan, 0)["train"]
-    cache = image_cache(frame, 32)
-    copies = expected_copies(Sampling("oversample", target=40),
-                             np.bincount(labels[rows], minlength=len(classes)))[labels]
+    expected = expected_copies(Sampling("oversample", target=40),
+                               np.bincount(labels[rows], minlength=len(classes)))
+    return labels, rows, image_cache(frame, 32), expected
+
+
+def test_the_same_seed_streams_the_same_epochs(ray_session, small_pbc):
+    """Shard order and sampling draws repeat with the seed, epoch by epoch, and change from one
+    epoch to the next and with another seed."""
+    labels, rows, cache, expected = _oversampled_fold(small_pbc)
+    copies = expected[labels]
 
     def epochs(seed):
         dataset = part_dataset(cache, 32, labels, rows, copies, shuffle=True, seed=seed)
@@ -130,15 +137,7 @@ def test_images_held_on_the_device_draw_the_streams_copies(ray_session, small_pb
 
     from raycells.train.feed import HeldImages
 
-    init_ray(Placement())
-    frame = read_manifest(small_pbc).frame
-    plan = make_folds(frame, folds=3, seed=0, val_fraction=0.2)
-    classes = sorted(plan["label"].unique())
-    labels = np.searchsorted(classes, plan["label"].to_numpy())
-    rows = fold_parts(plan, 0)["train"]
-    cache = image_cache(frame, 32)
-    expected = expected_copies(Sampling("oversample", target=40),
-                               np.bincount(labels[rows], minlength=len(classes)))
+    labels, rows, cache, expected = _oversampled_fold(small_pbc)
     stream = part_dataset(cache, 32, labels, rows, expected[labels], shuffle=True, seed=5)
     held = HeldImages(part_dataset(cache, 32, labels, rows), len(rows), 32, torch.device("cpu"),
                       tuple(expected), seed=5)
