@@ -18,13 +18,20 @@ from .errors import RaycellsError
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds,
+    after its bytes reach the disk (fsync), so that a crash after the rename never leaves an
+    empty or partial file under the final name."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _beside(target, ".tmp")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
+        descriptor = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -193,7 +193,8 @@ class Experiment:
     "oversample,target=10000,cap=20" (target default: the largest class); same_length=true keeps
     every epoch as long as the training part, to compare policies at equal compute."""
     weights: str | None = None
-    """Initial weights file (a state dict or raycells checkpoint; none: from scratch). A transfer
+    """Initial weights file (a state dict or raycells checkpoint; none: from scratch; a relative
+    path is taken from the current folder). A transfer
     run loads every weight but the head's."""
     transfer: Transfer | None = None
     """Two-phase training from the network in `weights` (None: one phase, everything trained)."""
@@ -339,6 +340,8 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
                 values["transfer"] = {**(values.get("transfer") or {}), **value}
             else:
                 values[key] = value
+    if values.get("weights"):  # read by the training workers, whose working folder is Ray's
+        values["weights"] = str(Path(values["weights"]).expanduser().absolute())
     return settings_from_dict(values, origin=str(config_file) if config_file else "the settings")
 
 

@@ -106,6 +106,8 @@ def complete_run():
         config = json.loads((run / "config.json").read_text())
         assert config["settings"]["experiment"]["folds"] == folds
         assert {"torch", "ray", "kornia"} <= set(config["packages"]) and "seed" in config
+        assert {"command_line", "python", "cuda", "gpus", "git_dirty"} <= set(config)
+        assert len(config["data"]["fingerprint"]) == 40
         assert len(read_manifest(run / "manifest.parquet")) == len(pd.read_parquet(run / "folds.parquet"))
         for k in range(folds):
             fold = run / f"fold-{k}"

@@ -29,3 +29,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
         raise OSError(28, "No space left on device")
     assert (tmp_path / "metrics.json").read_text().startswith('{\n  "images": 3')
     assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_a_file_reaches_the_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
+    write_json(tmp_path / "a.json", {"x": 1})
+    assert events == ["fsync", "rename"] and (tmp_path / "a.json").read_text().startswith("{")

@@ -105,3 +105,39 @@ def test_class_names_are_text_in_every_report_format(tmp_path):
 
     assert cells(lines[at]) == cells(header)
     assert "<img" not in written["report.html"].read_text().split("<body>")[1].replace("<img alt=", "")
+
+
+def test_the_mean_roc_curve_runs_from_the_origin_to_one():
+    """Two folds whose curves rise to 0.9 and 0.8 at fpr 0: the mean still starts at (0, 0)
+    (np.interp alone gives the curves' top there), ends at (1, 1), with each fold's AUC."""
+    from raycells.report.plots import mean_roc
+
+    curves = {0: (np.array([0.0, 0.0, 0.5, 1.0]), np.array([0.0, 0.9, 1.0, 1.0])),
+              1: (np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.8, 1.0]))}
+    grid, mean, std, aucs = mean_roc(curves)
+    assert grid[0] == 0 and mean[0] == 0 and mean[-1] == 1
+    assert mean[1] == pytest.approx((0.9 + 0.005 * 0.2 + 0.8 + 0.005 * 0.2) / 2)
+    assert aucs.tolist() == pytest.approx([0.975, 0.9]) and std[1] > 0
+
+
+def test_synthetic_runs_get_no_paper_table_and_confusions_follow_the_scheme(tmp_path,
+                                                                             prediction_run):
+    from raycells.report.writers import report_tables, write_report
+
+    fold = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    scores = score_run(prediction_run(tmp_path, {0: fold, 1: fold}))
+    titles = [t.title for t in report_tables(scores, synthetic=True)]
+    assert "Against Matek et al. 2019" not in titles and "Overall" in titles
+    assert "Against Matek et al. 2019" in [t.title for t in report_tables(scores)]
+    # The paper's order (NGS ... MYO ... MOB), as every table; the MOB cells called MYO.
+    seen = {}
+    original = __import__("raycells.report.plots", fromlist=["x"]).confusion_png
+
+    def spy(confusion, classes, path, *, normalise):
+        seen[path.name] = (classes, confusion.tolist())
+        return original(confusion, classes, path, normalise=normalise)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("raycells.report.plots.confusion_png", spy)
+        write_report(scores, tmp_path / "report")
+    assert seen["confusion_counts.png"] == (["NGS", "MYO", "MOB"], [[2, 0, 0], [0, 2, 0], [0, 2, 0]])

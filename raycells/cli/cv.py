@@ -3,6 +3,7 @@ of mean ± std over folds."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import RaycellsError
@@ -46,13 +47,13 @@ def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1"
             check_search(experiment, nested.space, samples=samples, metric=metric)
         if config and manifest is not None:
             _check_overlap(config, manifest, allow_overlap)
-        display = FoldsDisplay()
+        display, started = FoldsDisplay(), time.monotonic()
         result = display.run(
             lambda: run_cv(run.path, experiment, placement, manifest=manifest, resume=resume,
                            events=display.event, nested=nested),
             run.path, "Finished folds and checkpoints are kept: continue with "
                       f"`raycells cv --resume --out {run.path}`.", command="cv")
-    print_folds(result)
+    print_folds(result, time.monotonic() - started)
 
 
 def _check_overlap(config, manifest, allow: bool) -> None:

@@ -202,9 +202,10 @@ def print_tables(tables: list[Table]) -> None:
         console.print(rich_table)
 
 
-def print_folds(result: CvResult) -> None:
+def print_folds(result: CvResult, seconds: float) -> None:
     """The test folds (and, after a nested search, what each chose) and the per-class scores of a
-    finished cross-validation."""
+    finished cross-validation; then the wall time (`seconds`), the next command and, for the
+    synthetic demo data, the reminder that its scores mean nothing."""
     summary = result.summary
     console.print()
     searched = any("chosen" in m for m in result.per_fold.values())
@@ -225,3 +226,9 @@ def print_folds(result: CvResult) -> None:
                         title=f"Per class, mean ± std over {len(result.per_fold)} folds "
                               f"(std with ddof={summary['ddof']})"),
     ])
+    minutes, rest = divmod(round(seconds), 60)
+    status.print(f"Finished in {minutes} min {rest:02d} s. The report: `raycells report "
+                 f"{result.run_dir}`.", highlight=False)
+    if RunDir(result.run_dir).read_config().get("data", {}).get("synthetic"):
+        status.print("[bold yellow]SYNTHETIC demo data:[/] these scores say nothing about real "
+                     "cells.")

@@ -13,7 +13,7 @@ app = typer.Typer(
     help="Train and evaluate white-blood-cell image classifiers the way hematology papers "
     "report them, on one machine or a Ray cluster.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_show_locals=False,
 )
 

@@ -3,6 +3,7 @@ then fine-tuning all but the batch-norm layers), cross-validated like `raycells 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,11 +46,11 @@ def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best:
         experiment, placement, manifest = settings_and_data(
             run, transfer_flags(source, run.path, flags), preset="transfer", config=config,
             resume=resume)
-        display = FoldsDisplay()
+        display, started = FoldsDisplay(), time.monotonic()
         result = display.run(
             lambda: run_transfer(run.path, experiment, placement, source=source,
                                  manifest=manifest, resume=resume, events=display.event,
                                  allow_overlap=allow_overlap),
             run.path, "Finished folds and checkpoints are kept: continue with "
                       f"`raycells transfer --resume --out {run.path}`.", command="transfer")
-    print_folds(result)
+    print_folds(result, time.monotonic() - started)

@@ -3,6 +3,7 @@ file (rows as the table, the findings as JSON in the file's metadata)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,11 @@ class Manifest:
         """Images per class (or per fine label), sorted by class code."""
         counts = self.frame[column].dropna().value_counts()
         return {str(key): int(counts[key]) for key in sorted(counts.index)}
+
+
+def fingerprint(sha1s) -> str:
+    """One sha1 over the sorted sha1s of a set of images: the same images, the same value."""
+    return hashlib.sha1("\n".join(sorted(map(str, sha1s))).encode()).hexdigest()
 
 
 def write_manifest(manifest: Manifest, path: str | os.PathLike) -> Path:

@@ -1,19 +1,26 @@
-"""The report's pictures as PNG files (matplotlib, no display needed): confusion matrices summed
-over folds (counts and row-normalised), ROC curves of the group scores (each fold thin, the mean
-bold), and per-class precision and sensitivity bars with their standard deviations."""
+"""The report's pictures (matplotlib, no display needed), each as PNG for the report and as SVG
+and PDF beside it for papers: confusion matrices summed over folds (counts and row-normalised),
+ROC curves of the group scores (each fold thin, the mean bold with a band of one standard
+deviation), per-class precision and sensitivity bars with their standard deviations, and the
+training curves of every fold."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from ..files import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DPI = 100
 
@@ -44,15 +51,19 @@ def confusion_png(confusion: np.ndarray, classes: list[str], path: Path, *, norm
 
 
 def roc_png(curves: dict[int, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> Path:
-    """ROC curves, one thin line per fold and the mean (tpr interpolated on a common grid) bold."""
+    """ROC curves, one thin line per fold with its AUC, and the mean over folds bold (each fold's
+    sensitivity interpolated on a common grid, from the origin) with its AUC as mean ± std and a
+    band of one standard deviation, as scikit-learn's ROC-with-cross-validation example."""
     figure, axes = plt.subplots(figsize=(5, 5), dpi=DPI)
-    grid = np.linspace(0, 1, 201)
-    interpolated = []
     for fold, (fpr, tpr) in sorted(curves.items()):
-        axes.plot(fpr, tpr, linewidth=0.8, alpha=0.6, label=f"fold {fold}")
-        interpolated.append(np.interp(grid, fpr, tpr))
-    if interpolated:
-        axes.plot(grid, np.mean(interpolated, axis=0), linewidth=2.5, color="black", label="mean")
+        axes.plot(fpr, tpr, linewidth=0.8, alpha=0.6,
+                  label=f"fold {fold} (AUC {np.trapezoid(tpr, fpr):.3f})")
+    if curves:
+        grid, mean, std, aucs = mean_roc(curves)
+        axes.fill_between(grid, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1),
+                          color="grey", alpha=0.25, label="± 1 std")
+        axes.plot(grid, mean, linewidth=2.5, color="black",
+                  label=f"mean (AUC {np.mean(aucs):.3f} ± {np.std(aucs):.3f})")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("sensitivity")
@@ -61,25 +72,68 @@ def roc_png(curves: dict[int, tuple[np.ndarray, np.ndarray]], title: str, path: 
     return _save(figure, path)
 
 
+def mean_roc(curves: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """(grid of 1 - specificity, mean sensitivity, its std, each fold's AUC) over folds' ROC
+    curves (fpr, tpr): every fold's sensitivity interpolated on the grid, from (0, 0) to (1, 1)."""
+    grid = np.linspace(0, 1, 201)
+    lines = []
+    for fpr, tpr in curves.values():
+        line = np.interp(grid, fpr, tpr)
+        line[0] = 0.0  # at fpr 0 np.interp takes the last of several points: the curve's top
+        lines.append(line)
+    mean = np.mean(lines, axis=0)
+    mean[-1] = 1.0
+    aucs = np.array([np.trapezoid(tpr, fpr) for fpr, tpr in curves.values()])
+    return grid, mean, np.std(lines, axis=0), aucs
+
+
+def curves_png(histories: dict[int, pd.DataFrame], path: Path) -> Path:
+    """Training curves from each fold's history.csv: training and validation loss, and the
+    validation macro F1 (which picks the epoch), per epoch, one colour per fold."""
+    figure, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=DPI)
+    for fold, history in sorted(histories.items()):
+        colour = f"C{fold % 10}"
+        losses.plot(history["epoch"], history["train_loss"], color=colour, marker=".")
+        losses.plot(history["epoch"], history["val_loss"], color=colour, marker=".", linestyle="--")
+        scores.plot(history["epoch"], history["val_macro_f1"], color=colour, marker=".",
+                    label=f"fold {fold}")
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss (dashed: inner validation)")
+    scores.set_xlabel("epoch")
+    scores.set_ylabel("inner-validation macro F1")
+    scores.set_ylim(0, 1)
+    scores.legend(fontsize=7)
+    for axes in (losses, scores):
+        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return _save(figure, path)
+
+
 def per_class_png(classes: list[str], precision: list[tuple[float, float] | None],
                   sensitivity: list[tuple[float, float] | None], path: Path) -> Path:
     """Precision and sensitivity per class: bars at the mean, error bars of one std."""
     x = np.arange(len(classes))
     figure, axes = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 4), dpi=DPI)
+    top = 1.0
     for offset, name, values in ((-0.2, "precision", precision), (0.2, "sensitivity", sensitivity)):
         means = [v[0] if v else 0.0 for v in values]
         stds = [v[1] if v else 0.0 for v in values]
         axes.bar(x + offset, means, width=0.4, yerr=stds, capsize=2, label=name)
+        top = max([top, *(m + d for m, d in zip(means, stds))])
     axes.set_xticks(x, classes, rotation=90)
-    axes.set_ylim(0, 1.05)
+    axes.set_ylim(0, top + 0.05)  # error bars reaching above 1 are shown whole
     axes.set_ylabel("mean over folds")
     axes.legend(fontsize=8)
     return _save(figure, path)
 
 
+FORMATS = ("png", "svg", "pdf")
+"""Every figure is written in each: PNG for the reports, SVG and PDF (vector) for papers."""
+
+
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
+    for fmt in FORMATS:
+        with atomic_path(path.with_suffix(f".{fmt}")) as tmp:
+            figure.savefig(tmp, format=fmt)
     plt.close(figure)
     return path

@@ -43,6 +43,12 @@ class RunScores:
     """ROC curve (fpr, tpr) of each group score (blast, atypical) in each fold."""
     chosen: dict[int, dict[str, Any]]
     """The settings each fold's nested search chose (`raycells cv --search`); empty otherwise."""
+    config: dict[str, Any]
+    """The run's config.json: how the results were made (the report's Run block)."""
+    histories: dict[int, pd.DataFrame]
+    """Each fold's history.csv (one row per epoch), where there is one that can be read."""
+    finished_at: float | None
+    """When the last fold finished (its metrics.json written; seconds since the epoch)."""
 
 
 def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
@@ -95,7 +101,21 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         missing=[k for k in range(folds_total) if k not in present], damaged=damaged,
         per_fold=per_fold, summary=summarize_folds(per_fold), confusion=confusion,
         plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves,
-        chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None})
+        chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None},
+        config=config, histories=_histories(run, present),
+        finished_at=max((run.fold(k) / "metrics.json").stat().st_mtime for k in present)
+        if all((run.fold(k) / "metrics.json").is_file() for k in present) else None)
+
+
+def _histories(run: RunDir, folds: list[int]) -> dict[int, pd.DataFrame]:
+    """The folds' history.csv files that can be read (an evaluation has none)."""
+    histories = {}
+    for k in folds:
+        try:
+            histories[k] = pd.read_csv(run.fold(k) / "history.csv")
+        except (OSError, ValueError):
+            continue
+    return histories
 
 
 def _read_predictions(path: Path, classes: list[str]) -> pd.DataFrame | str:

@@ -4,11 +4,13 @@ embedded), JSON and CSV, plus the PNG pictures, into <run>/report/."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.schemes import SCHEMES, scheme_for
@@ -35,9 +37,10 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
     scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
     order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
     missing = f"; missing folds: {', '.join(map(str, scores.missing))}" if scores.missing else ""
-    tables = [Table("Data warnings", ["warning"], [[text] for text in warnings],
-                    note="Found when the run was prepared; read the scores with them in mind.")
-              ] if warnings else []
+    tables = [run_table(scores)] if scores.config.get("settings") else []
+    if warnings:
+        tables.append(Table("Data warnings", ["warning"], [[text] for text in warnings],
+                            note="Found when the run was prepared; read the scores with them in mind."))
     if scores.damaged:
         tables.append(Table(
             "Damaged files", ["fold", "problem"],
@@ -68,7 +71,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             [[name, " + ".join(scheme.groups[name]), pm(g["roc_auc"]), pm(g["sensitivity"]),
               pm(g["specificity"])] for name, g in s["groups"].items()],
             note="P(group) is the sum of the member classes' probabilities."))
-    if scores.scheme == "aml":
+    if scores.scheme == "aml" and not synthetic:  # synthetic cells have nothing to compare
         beside = summarize_folds(scores.per_fold, ddof=PAPER_DDOF)  # as the paper computes them
         rows = []
         for code in order:
@@ -88,6 +91,42 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             "(LYA precision 0.20 ± 0.40 from the fold values 1, 0, 0, 0, 0). Other tables use "
             f"ddof={s['ddof']}. {paper.CITATION}"))
     return tables
+
+
+def run_table(scores: RunScores) -> Table:
+    """How the results were made, from config.json and the folds' histories."""
+    config, data = scores.config, scores.config.get("data", {})
+    experiment = config["settings"].get("experiment", {})
+
+    def table_text(value: Any) -> str:
+        if not isinstance(value, dict):
+            return str(value)
+        return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "off"
+
+    precisions = sorted({str(p) for h in scores.histories.values() if "precision" in h
+                         for p in h["precision"].dropna().unique()})
+    hardware = ", ".join(config.get("gpus") or []) or "CPU"
+    revision = config.get("git_revision") or "unknown"
+    rows = [
+        ["dataset", f"{data.get('root', '?')} ({data.get('source', '?')}"
+                    f"{', SYNTHETIC' if data.get('synthetic') else ''})"],
+        ["images", f"{data.get('images', 0):,} images, {len(scores.classes)} classes"
+                   + (f", fingerprint {data['fingerprint'][:12]}" if data.get("fingerprint") else "")],
+        *([key.replace("_", " "), table_text(experiment[key])]
+          for key in ("model", "image_size", "epochs", "batch_size", "sampling", "augment",
+                      "keep_epoch", "seed") if key in experiment),
+        ["raycells", f"{config.get('raycells', '?')}, git {revision[:10]}"
+                     + (" with uncommitted changes" if config.get("git_dirty") else "")],
+        ["hardware", hardware + (f" ({', '.join(precisions)})" if precisions else "")],
+        ["command", config.get("command_line") or config.get("command", "?")],
+    ]
+    created = config.get("created")
+    if created and scores.finished_at:
+        started = dt.datetime.fromisoformat(created).timestamp()
+        minutes = max(0.0, scores.finished_at - started) / 60
+        rows.append(["wall time", f"{minutes:,.1f} min (start to last fold finished, pauses "
+                                  "included)"])
+    return Table("Run", ["", ""], rows, note=f"From {scores.run_dir}/config.json.")
 
 
 def per_class_table(summary: dict[str, Any], classes: list[str], title: str = "Per class") -> Table:
@@ -150,21 +189,27 @@ def _p(value: float | None) -> str:
 
 def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = False,
                  warnings: list[str] = ()) -> dict[str, Path]:
-    """Write report.md, report.html, metrics.json, per_class.csv and the PNGs; return their paths."""
+    """Write report.md, report.html, metrics.json, per_class.csv and the figures (PNG, with SVG
+    and PDF beside each); return their paths (the figures' PNGs)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     s = scores.summary
     scheme = SCHEMES.get(scores.scheme) if scores.scheme else None
     order = [c for c in scheme.table_order if c in scores.classes] if scheme else scores.classes
+    index = [scores.classes.index(code) for code in order]  # the tables' order, not the alphabet
+    confusion = scores.confusion[np.ix_(index, index)]
     pictures = {
-        "confusion_counts.png": plots.confusion_png(scores.confusion, scores.classes,
+        "confusion_counts.png": plots.confusion_png(confusion, order,
                                                     folder / "confusion_counts.png", normalise=False),
-        "confusion_normalised.png": plots.confusion_png(scores.confusion, scores.classes,
+        "confusion_normalised.png": plots.confusion_png(confusion, order,
                                                         folder / "confusion_normalised.png", normalise=True),
         "per_class.png": plots.per_class_png(order, [s["per_class"][c]["precision"] for c in order],
                                              [s["per_class"][c]["sensitivity"] for c in order],
                                              folder / "per_class.png"),
     }
+    if scores.histories:
+        pictures["training_curves.png"] = plots.curves_png(scores.histories,
+                                                           folder / "training_curves.png")
     for name, curves in scores.curves.items():
         pictures[f"roc_{name}.png"] = plots.roc_png(curves, f"P({name}) ROC, {len(curves)} folds",
                                                     folder / f"roc_{name}.png")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import platform
 import re
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,12 +158,22 @@ def write_plan(plan: pd.DataFrame, path: Path) -> None:
 
 
 def write_config(run: RunDir, content: dict[str, Any]) -> None:
-    """config.json with `content` plus the environment: versions, git revision, time."""
+    """config.json with `content` plus where it was made: the command line, versions (Python,
+    packages, CUDA), the GPUs the driver sees, the git revision and whether the tree had
+    uncommitted changes, the time."""
+    import torch
+
     write_json(run.config, {
         "raycells": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git_revision": _git_revision(),
+        "command_line": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git_revision": _git(["rev-parse", "HEAD"]),
+        "git_dirty": None if (status := _git(["status", "--porcelain", "--untracked-files=no"],
+                                             empty=True)) is None else bool(status),
+        "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         **content,
     })
 
@@ -172,10 +185,14 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _git_revision() -> str | None:
+def _git(args: list[str], empty: bool = False) -> str | None:
+    """What git prints for `args` in raycells' own checkout (None outside one, or for an empty
+    answer unless `empty`)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() if empty else out.stdout.strip() or None

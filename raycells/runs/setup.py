@@ -18,7 +18,7 @@ from ..data.duplicates import exact_sets
 from ..data.extra import EXTRA_FOLD, load_mapping, mapped_extra, with_extra
 from ..data.folds import copy_folds, make_folds, small_classes
 from ..data.index import open_dataset
-from ..data.manifest import Manifest, read_manifest, training_labels, write_manifest
+from ..data.manifest import Manifest, fingerprint, read_manifest, training_labels, write_manifest
 from ..data.shortcuts import check_shortcuts
 from ..errors import RaycellsError
 from ..files import check_writable
@@ -125,6 +125,7 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
                  "synthetic": manifest.synthetic, "labels": experiment.labels,
                  "images": len(used) - sum(extra_counts.values()),
+                 "fingerprint": fingerprint(used["sha1"]),
                  "classes": sorted(plan["label"].unique()), "dropped_classes": dropped,
                  "extra_training_images": extra_counts, "warnings": warnings},
     })

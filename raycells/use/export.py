@@ -12,7 +12,6 @@ Every export is checked against PyTorch on images of the run before it is kept.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 
 from .. import __version__
 from ..data.cache import load_square
+from ..data.manifest import fingerprint
 from ..data.sources import source_terms
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
@@ -107,7 +107,7 @@ def model_card(networks: RunNetworks, fmt: str, *, tta: bool, check: dict[str, A
         "test_time_augmentation": tta,
         "training_data": {
             "images": len(training),
-            "manifest_sha1": _fingerprint(training["sha1"]),
+            "manifest_sha1": fingerprint(training["sha1"]),
             "root": config.get("data", {}).get("root"),
             "sources": [{"name": name, **source_terms(name)} for name in sources],
             "warnings": config.get("data", {}).get("warnings", []),
@@ -125,11 +125,6 @@ def model_card(networks: RunNetworks, fmt: str, *, tta: bool, check: dict[str, A
         "versions": {"raycells": __version__, "torch": torch.__version__},
         "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-def _fingerprint(sha1s) -> str:
-    """One sha1 over the sorted sha1s of the training images: the same images, the same value."""
-    return hashlib.sha1("\n".join(sorted(map(str, sha1s))).encode()).hexdigest()
 
 
 def _check_images(networks: RunNetworks) -> torch.Tensor:

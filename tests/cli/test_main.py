@@ -25,3 +25,8 @@ def test_declared_python_and_licence_are_the_truth():
     assert project["license"]["text"] == "MIT"
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert any(dependency.startswith("pyyaml") for dependency in project["dependencies"])
+
+
+def test_shell_completion_is_offered():
+    result = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="raycells")
+    assert result.exit_code == 0 and "_RAYCELLS_COMPLETE" in result.output, result.output

@@ -20,6 +20,8 @@ def test_report_writes_every_format_and_compares_with_the_paper(tmp_path, predic
     for name, size in expected.items():
         with Image.open(report / name) as image:
             assert image.format == "PNG" and image.size == size, name
+        svg, pdf = (report / name).with_suffix(".svg"), (report / name).with_suffix(".pdf")
+        assert svg.read_text().lstrip().startswith("<?xml") and pdf.read_bytes()[:5] == b"%PDF-"
     per_class = (report / "per_class.csv").read_text().splitlines()
     assert per_class[0].startswith("class,precision_mean,precision_std") and len(per_class) == 4
     markdown = (report / "report.md").read_text()
@@ -44,3 +46,22 @@ def test_two_runs_on_one_fold_plan_are_compared_and_paired(tmp_path, prediction_
     text = (a / "report" / "comparison.md").read_text()
     assert "Nadeau-Bengio corrected resampled t-test" in text and "| accuracy |" in text
     assert (b / "report" / "report.md").is_file()
+
+
+def test_the_report_of_a_trained_run_opens_with_how_it_was_made_and_its_curves(aml_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "aml"
+    shutil.copytree(aml_run, run)
+    result = runner.invoke(app, ["report", str(run)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    markdown = (run / "report" / "report.md").read_text()
+    block = markdown.split("## Run", 1)[1].split("\n## ", 1)[0]
+    for field in ("| dataset |", "| model | tiny_cnn |", "| image size | 32 |", "| epochs | 1 |",
+                  "| seed | 0 |", "| raycells | 0.1.0, git ", "| hardware | CPU (fp32) |",
+                  "fingerprint ", "| wall time |"):
+        assert field in block, (field, block)
+    assert markdown.index("## Run") < markdown.index("## Overall")
+    with Image.open(run / "report" / "training_curves.png") as image:
+        assert image.size == (900, 380)
+    assert "training_curves.png" in markdown

@@ -156,6 +156,7 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
     finished_at = (run.fold(0) / "metrics.json").stat().st_mtime
     result = runner.invoke(app, _cv(small_pbc, run.path, "--resume"), terminal_width=300)
     assert result.exit_code == 0, result.output
+    assert "Finished in " in result.output and f"`raycells report {run.path}`" in result.output
     complete_run(run.path, folds=FOLDS, classes=8)
     assert (run.fold(0) / "metrics.json").stat().st_mtime == finished_at  # finished: not redone
     # Fold 0 was predicted again from its last checkpoint, not trained again from scratch.
