@@ -57,8 +57,13 @@ def test_sampling_from_a_name_a_table_and_flags(tmp_path):
     assert renamed.sampling == Sampling("sqrt")
     with pytest.raises(RaycellsError, match="unknown sampling settings goal"):
         build_settings(flags={"sampling": {"policy": "oversample", "goal": 3}})
-    a, b = build_settings()[0], build_settings(flags={"sampling": {"policy": "sqrt"}})[0]
+    a, b = (build_settings(preset="cpu", flags=flags)[0]
+            for flags in (None, {"sampling": {"policy": "sqrt"}}))
     assert differences(a, b) == ["sampling.policy: 'none' -> 'sqrt'"]
+    # Another policy than the preset's starts afresh: demo's oversampling target does not stay.
+    assert build_settings(flags={"sampling": {"policy": "sqrt"}})[0].sampling == Sampling("sqrt")
+    assert build_settings(flags={"sampling": {"cap": 3.0}})[0].sampling == Sampling(
+        "oversample", target=150, cap=3.0)
 
 
 def test_config_file_extensions_are_read_in_any_case(tmp_path):
