@@ -29,5 +29,6 @@ def test_the_gpu_benchmark_runs_in_smoke_mode(tmp_path):
     held = json.loads((tmp_path / "throughput_held.json").read_text())
     assert held["ray_feed"] == ["device"] * held["epochs"] and held["ray_images_per_s"] > 0
     feed = json.loads((tmp_path / "feed.json").read_text())["results"][0]
-    assert feed["cache_build_ms_per_image"] > 0 and feed["plain_parquet_ms_per_image"] > 0
+    # Reading 200 tiny images costs less than /proc's 10 ms clock tick: about 0, either sign.
+    assert feed["cache_build_ms_per_image"] > 0 and abs(feed["plain_parquet_ms_per_image"]) < 0.5
     assert all(ms > 0 for ms in feed["raycells"]["steady_ms_per_image"])

@@ -29,7 +29,7 @@ def test_space_flags_become_grids_and_ranges():
 
 
 def test_overrides_reach_nested_settings_and_bad_ones_are_named():
-    base, _ = build_settings(flags=SMALL)
+    base, _ = build_settings(preset="cpu", flags=SMALL)  # no sampling target of its own
     tuned = with_overrides(base, {"sampling.policy": "oversample", "sampling.cap": 3, "lr": 0.1})
     assert tuned.sampling == Sampling("oversample", cap=3) and tuned.lr == 0.1
     for space, message in (({"sampling.polcy": ["none"]}, "no such setting"),
