@@ -89,6 +89,10 @@ class Checkpoint:
         return read_best(self.path.parent.parent / best["file"])
 
 
+BEST_PATTERN = "best-epoch-*.safetensors"
+"""The fold networks' files in a checkpoint folder (`best_file`)."""
+
+
 def best_file(epoch: int) -> str:
     """The file name of epoch `epoch`'s (from 1) weights when they are the fold's network."""
     return f"best-epoch-{epoch:03d}.safetensors"
@@ -119,7 +123,7 @@ def read_best(path: Path) -> dict[str, torch.Tensor]:
 def prune_best(folder: str | Path, keep: set[str]) -> None:
     """Remove the best-epoch files in `folder` but those named in `keep`: the files the kept
     checkpoints name (a fold resumes from either)."""
-    for path in Path(folder).glob(best_file(0).replace("000", "*")):
+    for path in Path(folder).glob(BEST_PATTERN):
         if path.name not in keep:
             path.unlink(missing_ok=True)
 
