@@ -78,6 +78,22 @@ def plain_loop(cache: Path, rows: np.ndarray, labels: np.ndarray, *, model_name:
     return rates
 
 
+def _tracked_epochs(run: Path) -> int | None:
+    """How many epochs the run's MLflow record holds (None: tracking was off): the Ray side is
+    measured with its record being written, as every run is."""
+    if not (run / "mlflow.db").is_file():
+        return None
+    from mlflow.tracking import MlflowClient
+
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.tracking import local_uri
+
+    client = MlflowClient(tracking_uri=local_uri(RunDir(run)))
+    folds = [r for r in client.search_runs([client.get_experiment_by_name("raycells").experiment_id])
+             if "mlflow.parentRunId" in r.data.tags]
+    return sum(len(client.get_metric_history(r.info.run_id, "val_macro_f1")) for r in folds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/pbc")
@@ -109,6 +125,7 @@ def main() -> None:
         history = pd.read_csv(result.run_dir / "fold-0" / "history.csv")
         ray_rates = history["images_per_s"].tolist()
         plan = pd.read_parquet(result.run_dir / "folds.parquet")
+        tracked = _tracked_epochs(result.run_dir)
 
     classes = sorted(plan["label"].unique())
     labels = np.searchsorted(classes, plan["label"].to_numpy())
@@ -129,6 +146,7 @@ def main() -> None:
         "ray_train_seconds": history["train_seconds"].round(2).tolist(),
         "ray_data_wait_seconds": history["data_wait_seconds"].round(2).tolist(),
         "ray_feed": history["feed"].tolist(), "ray_precision": history["precision"].tolist(),
+        "mlflow_epochs_logged": tracked,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                    + (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"),
     }))

@@ -31,6 +31,8 @@ POLICIES = ("none", "oversample", "sqrt", "class-weighted")
 MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
 """The architectures of the model registry (`raycells.train.models`), named here so that settings
 can be checked without importing torch."""
+TIMM = "timm:"
+"""A model named timm:<name> is timm's <name> (when timm is installed), built without weights."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ class Experiment:
     same seed repeats a run."""
     model: str = "resnet18"
     """Architecture: resnext50 (Matek et al.'s), efficientnet_b0, densenet121, convnext_tiny,
-    resnet18 or tiny_cnn. A transfer run takes the source network's (name it for a weights
-    file)."""
+    resnet18, tiny_cnn, or timm:<name> for any of timm's (pip install timm). A transfer run takes
+    the source network's (name it for a weights file)."""
     image_size: int = 64
     """Input size in pixels: images are resized to a square of this size (a transfer run: the
     source network's unless given)."""
@@ -193,9 +195,10 @@ class Experiment:
     "oversample,target=10000,cap=20" (target default: the largest class); same_length=true keeps
     every epoch as long as the training part, to compare policies at equal compute."""
     weights: str | None = None
-    """Initial weights file (a state dict or raycells checkpoint; none: from scratch; a relative
-    path is taken from the current folder). A transfer
-    run loads every weight but the head's."""
+    """Initial weights file of the same architecture: a state dict (.pt, .pth, .bin, torchvision's
+    or timm's), a .safetensors file or a raycells checkpoint (none: from scratch; a relative path
+    is taken from the current folder). A head for other classes (ImageNet's 1,000) is replaced
+    by a new one; a transfer run always replaces it."""
     transfer: Transfer | None = None
     """Two-phase training from the network in `weights` (None: one phase, everything trained)."""
     folds_from: str | None = None
@@ -258,7 +261,8 @@ class Experiment:
         _check((self.extra_data is None) == (self.extra_map is None), "extra_map", self.extra_map,
                "a mapping (such as pbc-to-aml) exactly when extra_data is set")
         _check(0 < self.val_fraction < 0.5, "val_fraction", self.val_fraction, "between 0 and 0.5")
-        _check(self.model in MODELS, "model", self.model, ", ".join(sorted(MODELS)))
+        _check(self.model in MODELS or (self.model.startswith(TIMM) and len(self.model) > len(TIMM)),
+               "model", self.model, ", ".join(sorted(MODELS)) + " or timm:<name>")
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,11 @@ class Placement:
     """GPUs per training worker (none: one when the cluster has GPUs)."""
     cpus_per_worker: float | None = None
     """CPUs per training worker (none: each fold's share less one CPU left to Ray Data)."""
+    tracking: bool = True
+    """Record the run in MLflow: settings, every epoch's metrics, each fold's test scores."""
+    mlflow_uri: str | None = None
+    """MLflow tracking server or store for the record, such as http://mlflow.lab:5000 (none: a
+    local store in the run directory, RUN/mlflow.db)."""
 
     def __post_init__(self) -> None:
         _whole(self, "workers")

@@ -132,6 +132,25 @@ def complete_run():
     return check
 
 
+@pytest.fixture
+def mlflow_runs():
+    """Read a run directory's MLflow store with MLflow's own client: (client, parent runs, fold
+    runs)."""
+
+    def read(run: Path):
+        from mlflow.tracking import MlflowClient
+
+        from raycells.runs.rundir import RunDir
+        from raycells.runs.tracking import local_uri
+
+        client = MlflowClient(tracking_uri=local_uri(RunDir(run)))
+        found = client.search_runs([client.get_experiment_by_name("raycells").experiment_id])
+        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+        return client, parents, [r for r in found if "mlflow.parentRunId" in r.data.tags]
+
+    return read
+
+
 @pytest.fixture(scope="session")
 def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
     """A manifest of 12 real images per PBC class."""

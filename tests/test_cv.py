@@ -55,7 +55,7 @@ def _refuse(config):
     check_reachable({"the run directory, --out": config["folder"]})
 
 
-def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
+def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path, mlflow_runs):
     """Two runs with the same settings (oversampled, augmented, two epochs, one CPU worker) give
     byte-identical predictions and the same history apart from its timings."""
     timings = ["images_per_s", "train_seconds", "data_wait_seconds", "val_seconds", "ended_at"]
@@ -69,9 +69,13 @@ def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path):
         return (fold / "predictions.parquet").read_bytes(), pd.read_csv(fold / "history.csv").drop(
             columns=timings)
 
-    first, again = run("first", 7), run("again", 7)
+    first, again = run("first", 7), run("again", 7, tracking=False)
     assert first[0] == again[0], "predictions.parquet differs between two runs with one seed"
     pd.testing.assert_frame_equal(first[1], again[1])
+    # Recorded in MLflow epoch by epoch, unless tracking is off (which changes nothing else).
+    client, _, (fold,) = mlflow_runs(tmp_path / "first")
+    assert [m.step for m in client.get_metric_history(fold.info.run_id, "val_loss")] == [1, 2]
+    assert not (tmp_path / "again" / "mlflow.db").exists()
     # Held on the device, read once: repeatable too, and each epoch draws the stream's copies
     # (each class's images seen alike, but for the last part batch each feed drops).
     held, held_again = (run(name, 7, images_on_device=True) for name in ("held", "held-again"))

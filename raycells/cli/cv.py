@@ -13,6 +13,7 @@ from ..runs.tune import SearchPlan, check_search, search_overlap
 from .common import reported_errors, settings_and_data, status
 from .live import FoldsDisplay, print_folds
 from .options import (
+    TRACKED,
     TRAINING_SETTINGS,
     AllowOverlap,
     Config,
@@ -28,7 +29,7 @@ from .options import (
 )
 
 
-@takes_settings(*TRAINING_SETTINGS)
+@takes_settings(*TRAINING_SETTINGS, *TRACKED)
 def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1",
        samples: Samples = 1, grace_epochs: GraceEpochs = None, preset: Preset = None,
        config: Config = None, out: Out = None, resume: Resume = False,

@@ -4,7 +4,9 @@ when the work is done."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,8 @@ class LiveDisplay:
     def _table(self):
         raise NotImplementedError
 
-    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra, warnings=()) -> None:
+    def _on_prepared(self, run_dir, images, classes, synthetic, source, extra, warnings=(),
+                     weights=None) -> None:
         if synthetic:
             status.print("[bold yellow]SYNTHETIC demo data:[/] drawn cells, not real images. "
                          "Use it to check the set-up, never to judge a model.")
@@ -105,8 +108,20 @@ class LiveDisplay:
             counts = ", ".join(f"{code} {n:,}" for code, n in extra.items())
             status.print(f"Extra training images (every fold's training part only): "
                          f"{sum(extra.values()):,} ({counts}).")
+        if weights:
+            head = ("a new head for these classes" if weights["head"] == "new"
+                    else "its head as it is")
+            status.print(f"Starting from {weights['file']}: every weight, {head}.", highlight=False)
         for warning in warnings:
             status.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+    def _on_tracking(self, uri, run_id) -> None:
+        where = f"`mlflow ui --backend-store-uri {uri}`" if uri.startswith("sqlite:") else uri
+        status.print(f"Recording in MLflow (run {run_id}): {where}.", highlight=False)
+
+    def _on_tracking_failed(self, uri, error) -> None:
+        status.print(f"[yellow]warning:[/] MLflow tracking at {uri} stopped ({error}); training "
+                     "goes on and the run directory holds every result.", highlight=False)
 
     def _on_cache(self, done, total) -> None:
         if self._cache is None:
@@ -135,30 +150,53 @@ class LiveDisplay:
 
 
 class FoldsDisplay(LiveDisplay):
-    """Turns run_cv's events into a live table (fold, phase, epoch, batches, loss, images/s)."""
+    """Turns run_cv's events into a live table: each fold's phase, epoch, loss, images/s, scores,
+    time so far and an estimate of the time left; the title adds the run's."""
+
+    FIXED = ("done", "finished earlier", "predicting")
+    """Phases the workers' status posts do not overwrite."""
 
     def __init__(self) -> None:
         super().__init__()
         self._folds: dict[int, dict[str, Any]] = {}
         self._searching: int | None = None
+        self._started = time.monotonic()
+        self._slots = 1
+
+    def _on_resources(self, **info) -> None:
+        self._slots = max(1, int(info.get("slots") or info.get("concurrent_folds") or 1))
+        super()._on_resources(**info)
+
+    def _on_todo(self, folds) -> None:
+        for fold in folds:
+            self._folds.setdefault(fold, {"phase": "waiting"})
 
     def _on_fold_skipped(self, fold) -> None:
         self._folds[fold] = {"phase": "finished earlier"}
 
     def _on_fold_started(self, fold) -> None:
-        self._folds.setdefault(fold, {})["phase"] = "starting"
+        self._folds[fold] = {"phase": "starting", "started": time.monotonic()}
 
     def _on_status(self, folds) -> None:
         for fold, state in folds.items():
-            if self._folds.get(fold, {}).get("phase") not in ("done", "finished earlier"):
-                self._folds.setdefault(fold, {}).update(state)
+            row = self._folds.setdefault(fold, {})
+            if row.get("phase") in self.FIXED:
+                continue
+            row.update(state)
+            if "batches" in state:
+                row.setdefault("training_since", time.monotonic())
+
+    def _on_fold_predicting(self, fold) -> None:
+        self._folds[fold]["phase"] = "predicting"
 
     def _on_fold_finished(self, fold, metrics) -> None:
-        self._folds[fold].update(phase="done", result=metrics)
+        row = self._folds[fold]
+        row.update(phase="done", result=metrics,
+                   seconds=time.monotonic() - row.get("started", time.monotonic()))
 
     def _on_search_started(self, fold) -> None:
         self._searching = fold
-        self._folds[fold] = {"phase": "searching", "trials": set()}
+        self._folds[fold] = {"phase": "searching", "trials": set(), "started": time.monotonic()}
 
     def _on_trial_result(self, trial, params, fold, epoch, value) -> None:
         row = self._folds[self._searching]
@@ -166,40 +204,134 @@ class FoldsDisplay(LiveDisplay):
         row["phase"] = f"searching: {len(row['trials'])} trials, {settings_text(params)} epoch {epoch}"
 
     def _on_search_finished(self, fold, chosen, score) -> None:
-        self._folds[fold] = {"phase": "starting"}
+        self._folds[fold] = {"phase": "starting", "started": time.monotonic()}
         status.print(f"Fold {fold} chose {settings_text(chosen)} (inner validation score "
                      f"{score:.3f}); training it on the fold's training part.", highlight=False)
 
-    def _table(self) -> Table:
-        table = RichTable(title="Folds", title_justify="left")
-        for header in ("fold", "phase", "epoch", "batch", "loss", "images/s", "val macro F1", "test accuracy"):
-            table.add_column(header, justify="left" if header == "phase" else "right")
+    def _left(self, row: dict[str, Any]) -> float | None:
+        """Seconds a training fold has left, from its pace since its first batch."""
+        if "training_since" not in row or not row.get("epochs"):
+            return None
+        epoch, batches = row.get("epoch", 1), row.get("batches") or 1
+        within = 1.0 if row.get("phase") in ("validate", "epoch done") else (
+            row.get("batch", 0) / batches)
+        done = (epoch - 1 + within) / row["epochs"]
+        if done <= 0.02:
+            return None
+        return (time.monotonic() - row["training_since"]) * (1 - done) / done
+
+    def _run_left(self) -> float | None:
+        """Seconds the run has left: the running folds', then the waiting folds' at the pace of
+        the folds so far, `slots` at a time."""
+        rows = self._folds.values()
+        running = [row for row in rows if "started" in row and row.get("phase") not in self.FIXED]
+        lefts = [self._left(row) for row in running]
+        if any(left is None for left in lefts):
+            return None
+        now = time.monotonic()
+        lengths = [row["seconds"] for row in rows if "seconds" in row] or [
+            now - row["started"] + left for row, left in zip(running, lefts)]
+        waiting = sum(row.get("phase") == "waiting" for row in rows)
+        if not lengths:
+            return None
+        return max(lefts, default=0.0) + -(-waiting // self._slots) * sum(lengths) / len(lengths)
+
+    def _table(self) -> RichTable:
+        elapsed, left = time.monotonic() - self._started, self._run_left()
+        title = f"Folds: {_clock(elapsed)} so far" + (
+            f", about {_clock(left)} left" if left is not None else "")
+        table = RichTable(title=title, title_justify="left", box=None, header_style="bold")
+        for header in ("fold", "phase", "epoch", "loss", "img/s", "val F1", "test acc", "time",
+                       "left"):
+            table.add_column(header, justify="left" if header == "phase" else "right",
+                             no_wrap=header != "phase")
+        now = time.monotonic()
         for fold in sorted(self._folds):
             s = self._folds[fold]
-            last = s.get("last", {})
-            result = s.get("result", {})
+            last, result = s.get("last", {}), s.get("result", {})
+            phase = s.get("phase", "")
+            if phase not in self.FIXED and "batches" in s and phase not in ("validate", "epoch done"):
+                phase = f"{phase} {s.get('batch', 0)}/{s['batches']}"
+            spent = s.get("seconds", now - s["started"] if "started" in s else None)
+            left = None if phase in self.FIXED else self._left(s)
             table.add_row(
-                str(fold), s.get("phase", ""),
+                str(fold), phase,
                 f"{s['epoch']}/{s['epochs']}" if "epochs" in s else "",
-                f"{s['batch']}/{s['batches']}" if "batches" in s else "",
                 f"{s['loss']:.3f}" if "loss" in s else "",
                 f"{s['images_per_s']:.0f}" if "images_per_s" in s else "",
                 f"{last['val_macro_f1']:.3f}" if "val_macro_f1" in last else "",
                 f"{result['accuracy']:.3f}" if "accuracy" in result else "",
+                _clock(spent) if spent is not None else "",
+                f"~{_clock(left)}" if left is not None else "",
             )
         return table
 
 
+def _clock(seconds: float) -> str:
+    """12:05 (minutes:seconds), 1:02:05 past an hour."""
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
 def print_tables(tables: list[Table]) -> None:
-    """Print the library's text tables (`raycells.report.writers.Table`) with rich."""
+    """Print the library's text tables (`raycells.report.writers.Table`) with rich, fitted to the
+    terminal: a number is never split over two lines; a table too wide leaves out its optional
+    columns, then prints each row as a block of "header: value" lines."""
     for table in tables:
-        rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
-                               caption_justify="left")
-        for index, header in enumerate(table.headers):
-            rich_table.add_column(header, justify="left" if index == 0 else "right")
-        for row in table.rows:
-            rich_table.add_row(*row)
-        console.print(rich_table)
+        for keep in (table.headers, [h for h in table.headers if h not in table.optional]):
+            if _width(table, keep) <= console.width:
+                console.print(_rich_table(table, keep))
+                break
+        else:
+            _print_stacked(table)
+
+
+NUMBER = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?%?$|^n/a$")
+"""A cell kept on one line: a number, or a mean ± std."""
+
+
+def _columns(table: Table, keep: list[str]) -> list[tuple[int, str, int, bool]]:
+    """(index, header, width kept whole, numeric) of the columns `keep`: the width of the
+    longest number in the column, or of its longest word (text wraps at spaces; headers too)."""
+    out = []
+    for index, header in enumerate(table.headers):
+        if header not in keep:
+            continue
+        cells = [row[index] for row in table.rows if row[index]]
+        numbers = [len(cell) for cell in cells if NUMBER.match(cell)]
+        words = [len(word) for text in [header, *cells] for word in text.split()]
+        out.append((index, header, max([*numbers, *words, 1]),
+                    bool(cells) and len(numbers) == len(cells)))
+    return out
+
+
+def _width(table: Table, keep: list[str]) -> int:
+    """The narrowest the table can print with no number split: the columns, a space either side
+    of each divider (no outer border)."""
+    columns = _columns(table, keep)
+    return sum(column[2] for column in columns) + 3 * (len(columns) - 1)
+
+
+def _rich_table(table: Table, keep: list[str]) -> RichTable:
+    rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
+                           caption_justify="left", show_edge=False, pad_edge=False,
+                           show_header=any(table.headers))
+    columns = _columns(table, keep)
+    for _, header, width, numeric in columns:
+        rich_table.add_column(header, justify="right" if numeric else "left", min_width=width)
+    for row in table.rows:
+        rich_table.add_row(*(row[index] for index, *_ in columns))
+    return rich_table
+
+
+def _print_stacked(table: Table) -> None:
+    console.print(f"[italic]{table.title}[/]", highlight=False)
+    for row in table.rows:
+        pairs = [f"{header}: {cell}" for header, cell in zip(table.headers[1:], row[1:]) if cell]
+        console.print(f"  [bold]{row[0]}[/]  " + "; ".join(pairs), highlight=False)
+    if table.note:
+        console.print(table.note, highlight=False)
 
 
 def print_folds(result: CvResult, seconds: float) -> None:
@@ -226,8 +358,7 @@ def print_folds(result: CvResult, seconds: float) -> None:
                         title=f"Per class, mean ± std over {len(result.per_fold)} folds "
                               f"(std with ddof={summary['ddof']})"),
     ])
-    minutes, rest = divmod(round(seconds), 60)
-    status.print(f"Finished in {minutes} min {rest:02d} s. The report: `raycells report "
+    status.print(f"Finished in {_clock(seconds)}. The report: `raycells report "
                  f"{result.run_dir}`.", highlight=False)
     if RunDir(result.run_dir).read_config().get("data", {}).get("synthetic"):
         status.print("[bold yellow]SYNTHETIC demo data:[/] these scores say nothing about real "

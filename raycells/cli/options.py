@@ -23,7 +23,7 @@ from ..runs.tune import METRICS
 from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs, read_config_file
 from .common import reported_errors
 
-DATA, TRAINING, CLUSTER = "Data", "Training", "Cluster"
+DATA, TRAINING, CLUSTER, TRACKING = "Data", "Training", "Cluster", "Tracking"
 """The help panels the settings' options appear in."""
 
 
@@ -123,12 +123,16 @@ SETTINGS: dict[str, Setting] = {
     "gpus_per_worker": Setting(Placement, float, CLUSTER),
     "cpus_per_worker": Setting(Placement, float, CLUSTER),
     "address": Setting(Placement, str, CLUSTER),
+    "tracking": Setting(Placement, bool, TRACKING, ("--tracking/--no-tracking",)),
+    "mlflow_uri": Setting(Placement, str, TRACKING),
 }
 """Option name (the settings field's) -> its declaration, in the order --help lists them."""
 
 TRANSFER_PHASES = ("head_epochs", "head_lr")
-TRAINING_SETTINGS = tuple(name for name in SETTINGS if name not in TRANSFER_PHASES)
-"""What a run that trains from scratch (or from --weights) takes: cv and tune."""
+TRACKED = ("tracking", "mlflow_uri")
+TRAINING_SETTINGS = tuple(name for name in SETTINGS if name not in TRANSFER_PHASES + TRACKED)
+"""What a run that trains from scratch (or from --weights) takes: cv and tune; cv and transfer
+add TRACKED (their runs are recorded in MLflow)."""
 
 
 def takes_settings(*names: str):

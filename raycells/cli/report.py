@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from ..errors import RaycellsError
 from ..report.compare import compare
 from ..report.examples import write_examples
 from ..report.scoring import score_run
 from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
 from ..runs.rundir import RunDir
-from .common import console, progress_bar, reported_errors
+from ..runs.tracking import report_artifacts
+from .common import console, progress_bar, reported_errors, status
 from .live import print_tables
 from .options import Threshold
 
@@ -44,8 +46,25 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
             if len(run_dirs) == 1:
                 print_tables(report_tables(scores, **facts))
             console.print(f"Report of {run_dir} written to {RunDir(run_dir).report}: {', '.join(written)}")
+            _track(RunDir(run_dir))
         if len(runs) > 1:
             comparisons = compare(runs)
             print_tables(comparison_tables(comparisons))
             written = write_comparison(comparisons, RunDir(run_dirs[0]).report)
             console.print(f"Comparison written to {RunDir(run_dirs[0]).report}: {', '.join(written)}")
+
+
+def _track(run: RunDir) -> None:
+    """Add the report to the run's MLflow record, if it has one; a store that fails is a warning."""
+    try:
+        run_id = report_artifacts(run, run.report)
+    except RaycellsError as error:
+        status.print(f"[yellow]note:[/] {error}", highlight=False)
+        return
+    except Exception as error:  # the report on disk is complete either way
+        status.print(f"[yellow]warning:[/] could not add the report to the run's MLflow record "
+                     f"({type(error).__name__}: {error}); the files in {run.report} are complete.",
+                     highlight=False)
+        return
+    if run_id:
+        console.print(f"Added to MLflow run {run_id} as artifacts under report/.")

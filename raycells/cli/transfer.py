@@ -14,6 +14,7 @@ from ..runs.transfer import choose_source, run_transfer, transfer_flags
 from .common import reported_errors, settings_and_data, status
 from .live import FoldsDisplay, print_folds
 from .options import (
+    TRACKED,
     TRAINING_SETTINGS,
     TRANSFER_PHASES,
     AllowOverlap,
@@ -33,7 +34,8 @@ Best = Annotated[bool, typer.Option(
                    "(the default).")]
 
 
-@takes_settings(*(name for name in TRAINING_SETTINGS if name != "weights"), *TRANSFER_PHASES)
+@takes_settings(*(name for name in TRAINING_SETTINGS if name != "weights"), *TRANSFER_PHASES,
+                *TRACKED)
 def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best: Best = False,
              config: Config = None, out: Out = None, resume: Resume = False,
              allow_overlap: AllowOverlap = False) -> None:

@@ -12,7 +12,9 @@ can stream without a global shuffle. On a multi-node cluster, point $RAYCELLS_CA
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def image_cache(frame: pd.DataFrame, size: int, *,
     if (folder / _COMPLETE).is_file():
         return folder
     with staged_folder(folder, _COMPLETE) as staging:
+        counter = _counter_class().remote() if progress else None
         order = np.random.default_rng(0).permutation(len(frame))
         per_shard = int(np.clip(_SHARD_BYTES // (size * size * 3), 64, 1024))
         shards = -(-len(frame) // per_shard)
@@ -58,27 +61,70 @@ def image_cache(frame: pd.DataFrame, size: int, *,
                                       override_num_blocks=max(shards, 1)).map_batches(
             write_shards, batch_size=None, fn_kwargs={
                 "rows": order, "paths": frame["path"].astype(str).to_numpy()[order],
-                "per_shard": per_shard, "size": size, "folder": str(staging)})
-        done = 0
-        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-            done += int(batch["images"].sum())
-            if progress:
-                progress(done, len(frame))
+                "per_shard": per_shard, "size": size, "folder": str(staging),
+                "counter": counter})
+        stop = threading.Event()
+        if progress:
+            threading.Thread(target=_follow, args=(counter, len(frame), progress, stop),
+                             daemon=True).start()
+        try:
+            decoded = sum(int(batch["images"].sum()) for batch in
+                          written.iter_batches(batch_size=None, batch_format="numpy"))
+        finally:
+            stop.set()
+        if progress:
+            progress(decoded, len(frame))
         (staging / _COMPLETE).write_text(f"{len(frame)} images, {size}px\n")
     return folder
 
 
+@functools.cache
+def _counter_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class DecodedImages:
+        """How many images the cache's tasks have decoded so far (for the progress bar)."""
+
+        def __init__(self) -> None:
+            self.count = 0
+
+        def add(self, count: int) -> None:
+            self.count += count
+
+        def total(self) -> int:
+            return self.count
+
+    return DecodedImages
+
+
+def _follow(counter, total: int, progress: Callable[[int, int], None],
+            stop: threading.Event) -> None:
+    import ray
+
+    while not stop.wait(0.5):
+        try:
+            progress(min(ray.get(counter.total.remote(), timeout=5), total), total)
+        except Exception:  # the bar is best effort; the build goes on
+            continue
+
+
 def write_shards(batch: dict[str, np.ndarray], rows: np.ndarray, paths: np.ndarray,
-                 per_shard: int, size: int, folder: str) -> dict[str, np.ndarray]:
+                 per_shard: int, size: int, folder: str, counter=None) -> dict[str, np.ndarray]:
     """Decode, centre-crop and resize the images of the shards in the batch and write each shard
     into `folder`, uncompressed: pixels barely compress, and reading uncompressed shards costs
-    the training feed a fraction of the CPU (benchmarks/feed.py)."""
+    the training feed a fraction of the CPU (benchmarks/feed.py). Every 16 images are added to
+    `counter` (an actor counting them for the progress bar), if given."""
     counts = []
     for shard in batch["shard"]:
         part = slice(shard * per_shard, (shard + 1) * per_shard)
         images = np.empty((len(paths[part]), size, size, 3), dtype=np.uint8)
         for i, path in enumerate(paths[part]):
             images[i] = load_square(path, size)
+            if counter is not None and (i + 1) % 16 == 0:
+                counter.add.remote(16)
+        if counter is not None and len(images) % 16:
+            counter.add.remote(len(images) % 16)
         # The pixels as they are (no copy into Python bytes), plainly encoded: dictionary
         # encoding and statistics of 480 kB values cost more CPU than decoding the image.
         column = pa.FixedSizeBinaryArray.from_buffers(

@@ -27,6 +27,8 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     note: str = ""
+    optional: tuple[str, ...] = ()
+    """Headers of the columns a narrow terminal leaves out (the files keep every column)."""
 
 
 def report_tables(scores: RunScores, *, synthetic: bool = False,
@@ -89,7 +91,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             rows, note=f"Standard deviations over folds in this table with ddof={PAPER_DDOF} "
             "(population), ours and theirs alike: the paper's figures are consistent with it "
             "(LYA precision 0.20 ± 0.40 from the fold values 1, 0, 0, 0, 0). Other tables use "
-            f"ddof={s['ddof']}. {paper.CITATION}"))
+            f"ddof={s['ddof']}. {paper.CITATION}", optional=("difference",)))
     return tables
 
 
@@ -115,6 +117,8 @@ def run_table(scores: RunScores) -> Table:
         *([key.replace("_", " "), table_text(experiment[key])]
           for key in ("model", "image_size", "epochs", "batch_size", "sampling", "augment",
                       "keep_epoch", "seed") if key in experiment),
+        *([["start", f"{config['weights']['file']} (head: {config['weights']['head']})"]]
+          if config.get("weights") else []),
         ["raycells", f"{config.get('raycells', '?')}, git {revision[:10]}"
                      + (" with uncommitted changes" if config.get("git_dirty") else "")],
         ["hardware", hardware + (f" ({', '.join(precisions)})" if precisions else "")],
@@ -142,7 +146,7 @@ def per_class_table(summary: dict[str, Any], classes: list[str], title: str = "P
               if key in rows[order[0]]]
     return Table(title, ["class", "name", *(label for _, label in scores), "images"],
                  [[code, names.get(code, ""), *(pm(rows[code][key]) for key, _ in scores),
-                   f"{rows[code]['support']:,}"] for code in order])
+                   f"{rows[code]['support']:,}"] for code in order], optional=("name",))
 
 
 def comparison_tables(comparisons) -> list[Table]:

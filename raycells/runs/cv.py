@@ -31,13 +31,14 @@ from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..metrics import fold_metrics, summarize_folds
-from ..settings import Experiment, Placement, with_overrides
+from ..settings import Experiment, Placement, as_dict, with_overrides
 from ..train.checkpoint import load_checkpoint
 from ..train.predict import predict_rows, predictions_frame
 from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
+from .tracking import Tracker
 from .tune import TRIALS_FILE, SearchPlan, check_search, search
 
 
@@ -62,9 +63,11 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     settings) and trains only its unfinished folds, from their last checkpoint. `only_folds`
     restricts training to those folds (the others are left for a later call). `command` and
     `extra` go to a new run's config.json, `warnings` to its data warnings. `nested` searches
-    settings inside every fold (see the module's docstring). Events: those of every run, then
-    fold_skipped, fold_started, status (every fold's progress), fold_finished; with `nested`
-    also search_started, the search's trial_result and trial_done, and search_finished."""
+    settings inside every fold (see the module's docstring). The run is recorded in MLflow unless
+    `placement.tracking` is off (`runs/tracking`). Events: those of every run, tracking (where the
+    record goes) or tracking_failed, then fold_skipped, todo (the folds to train), fold_started,
+    status (every fold's progress), fold_predicting, fold_finished; with `nested` also
+    search_started, the search's trial_result and trial_done, and search_finished."""
     emit = events or no_events
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
     if any(not 0 <= k < experiment.folds for k in wanted):
@@ -82,23 +85,27 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     skipped = [k for k in wanted if k not in todo]
     for k in skipped:
         emit("fold_skipped", fold=k)
+    emit("todo", folds=todo)
     # Folds of different widths train the same experiment only when the batch is the step's.
     resources = plan_resources(placement, 1 if nested else len(todo),
                                pack=experiment.batch_scaling == "global")
     if nested is None:
         emit("resources", **resources.__dict__)
 
+    tracker = Tracker.open(run, placement, run.read_config(), emit)
     board = start_board()
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(board, emit, stop), daemon=True)
-    watcher.start()
+    watchers = [threading.Thread(target=_watch, args=(board, emit, stop), daemon=True),
+                threading.Thread(target=_follow, args=(board, tracker, stop), daemon=True)]
+    for watcher in watchers:
+        watcher.start()
     labels = np.searchsorted(classes, plan["label"].to_numpy())
     try:
         if nested is None:
             widths = resources.widths or [resources.workers] * len(todo)
             _run_packed([(lambda k=k, w=w: _run_fold(
                 run, experiment, replace(resources, workers=w), plan, classes, labels, cache, k,
-                board, emit), w) for k, w in zip(todo, widths)], slots=resources.slots)
+                board, tracker, emit), w) for k, w in zip(todo, widths)], slots=resources.slots)
         else:  # one fold at a time: its search fills the cluster
             for k in todo:
                 chosen = _choose(run, experiment, placement, nested, plan, classes, cache, k, emit)
@@ -106,14 +113,21 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                 # In a daemon thread like every fold, so that Ctrl-C ends the process at once.
                 _run_packed([(lambda k=k, chosen=chosen: _run_fold(
                     run, with_overrides(experiment, chosen), resources, plan, classes, labels,
-                    cache, k, board, emit, chosen=chosen), 1)], slots=1)
+                    cache, k, board, tracker, emit, chosen=chosen), 1)], slots=1)
+    except BaseException as error:
+        stop.set()
+        tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")  # Ctrl-C, SIGTERM
+        raise
     finally:
         stop.set()
-        watcher.join()
+        for watcher in watchers:
+            watcher.join()
     per_fold = {k: json.loads((run.fold(k) / "metrics.json").read_text())
                 for k in range(experiment.folds) if run.fold_finished(k)}
-    return CvResult(run_dir=run.path, classes=classes, per_fold=per_fold,
-                    summary=summarize_folds(per_fold), skipped=skipped)
+    summary = summarize_folds(per_fold)
+    tracker.finish("FINISHED", summary)
+    return CvResult(run_dir=run.path, classes=classes, per_fold=per_fold, summary=summary,
+                    skipped=skipped)
 
 
 def _choose(run: RunDir, experiment: Experiment, placement: Placement, nested: SearchPlan,
@@ -140,11 +154,12 @@ def _choose(run: RunDir, experiment: Experiment, placement: Placement, nested: S
 
 def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: pd.DataFrame,
               classes: list[str], labels: np.ndarray, cache: Path, fold: int, board,
-              emit: Events, chosen: dict[str, Any] | None = None) -> None:
+              tracker: Tracker, emit: Events, chosen: dict[str, Any] | None = None) -> None:
     import ray
 
     started = time.time()
     emit("fold_started", fold=fold)
+    tracker.fold_started(fold, as_dict(experiment))
     parts = fold_parts(plan, fold)
     fold_dir = run.fold(fold)
     trainer = fold_trainer(experiment, resources, plan, classes, labels, cache, fold, board,
@@ -153,6 +168,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     fit_seconds = time.time() - started
     if result.checkpoint is None:
         raise RaycellsError(f"fold {fold}: training ended without a checkpoint; see {fold_dir}.")
+    emit("fold_predicting", fold=fold)
     with result.checkpoint.as_directory() as folder:
         progress = load_checkpoint(folder).progress
         rows, probs = predict_rows(Path(folder), cache, experiment.image_size, labels,
@@ -175,6 +191,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
                    nodes=ray.get(board.nodes.remote(fold)),
                    **({"chosen": chosen} if chosen is not None else {}))
     write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+    tracker.fold_finished(fold, metrics, progress.history)
     emit("fold_finished", fold=fold, metrics=metrics)
 
 
@@ -212,6 +229,21 @@ def _run_packed(jobs: list[tuple[Callable[[], None], int]], slots: int) -> None:
             thread.join(timeout=0.5)
     if errors:
         raise errors[0]
+
+
+def _follow(board, tracker: Tracker, stop: threading.Event) -> None:
+    """Log the epochs rank 0 posts to the board, every second until `stop`."""
+    import ray
+
+    seen: dict[int, int] = {}
+    while not stop.wait(1.0) and tracker.active:
+        try:
+            new = ray.get(board.epochs.remote(seen), timeout=5)
+        except Exception:  # tracking is best effort too; fold_finished logs what was missed
+            continue
+        for fold, records in new.items():
+            seen[fold] = seen.get(fold, 0) + len(records)
+            tracker.epochs(fold, records)
 
 
 def _watch(board, emit: Events, stop: threading.Event) -> None:

@@ -100,9 +100,12 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                           val_fraction=experiment.val_fraction,
                           drop_small=experiment.drop_small_classes,
                           near_duplicates=experiment.group_near_duplicates)
+    start = {}
     if experiment.weights:  # a file that is no fitting state dict is named before Ray starts
         network = create_model(experiment.model, plan["label"].nunique())
-        load_weights(network, experiment.weights, head=experiment.transfer is None)
+        new_head = load_weights(network, experiment.weights, head=experiment.transfer is None)
+        start = {"weights": {"file": experiment.weights,
+                             "head": "new" if new_head else "from the file"}}
     used = base[~frame["label"].isin(dropped)].reset_index(drop=True)
     extra_counts: dict[str, int] = {}
     if experiment.extra_data:
@@ -120,6 +123,7 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     write_config(run, {
         "command": command,
         **(extra or {}),
+        **start,
         "seed": experiment.seed,
         "settings": {"experiment": as_dict(experiment), "placement": as_dict(placement)},
         "data": {"root": manifest.root, "layout": manifest.layout, "source": manifest.source,
@@ -140,10 +144,11 @@ def start_run(run: RunDir, manifest: Manifest, plan: pd.DataFrame, experiment: E
     the classes and the cache folder."""
     classes = sorted(plan["label"].unique())
     extra = plan.loc[plan["fold"] == EXTRA_FOLD, "label"].value_counts()
+    config = run.read_config()
     emit("prepared", run_dir=str(run.path), images=int((plan["fold"] != EXTRA_FOLD).sum()),
          classes=classes, synthetic=manifest.synthetic, source=manifest.source,
          extra={str(k): int(n) for k, n in sorted(extra.items())},
-         warnings=run.read_config()["data"].get("warnings", []))
+         warnings=config["data"].get("warnings", []), weights=config.get("weights"))
     init_ray(placement)
     cache = image_cache(manifest.frame, experiment.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))

@@ -14,6 +14,7 @@ that the kept checkpoints name stay (`prune_best`).
 
 from __future__ import annotations
 
+import argparse
 import pickle
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,10 +141,12 @@ def save_checkpoint(checkpoint: Checkpoint, folder: str | Path) -> Path:
 
 def read_torch_file(path: str | Path, fix: str) -> Any:
     """The content of a torch file read with `weights_only=True` (tensors and plain data only: a
-    file that would run code on loading is refused, never executed). Any failure is a
-    RaycellsError naming the file, what went wrong and `fix`."""
+    file that would run code on loading is refused, never executed); argparse's Namespace, a
+    plain record that timm's training script saves its settings in, is read as data too. Any
+    failure is a RaycellsError naming the file, what went wrong and `fix`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         what = ("it holds objects other than tensors and plain data, which raycells never loads "
                 "(loading them could run code)" if isinstance(error, pickle.UnpicklingError)

@@ -219,7 +219,7 @@ class FoldTraining:
         if self.rank != 0:
             ray.train.report(metrics)
             return
-        self.board.post.remote(job.fold, phase="epoch done", epoch=epoch + 1, last=metrics)
+        self.board.epoch_done.remote(job.fold, epoch + 1, metrics)
         best_file = self.progress.best["file"]
         if best:
             save_best(self.model, job.checkpoints, best_file)

@@ -1,20 +1,26 @@
-"""The model registry: `create_model(name, num_classes, weights=None)` over a few architectures,
-and for each the layer whose feature maps class activation maps read (`cam_layer`).
+"""The model registry: `create_model(name, num_classes, weights=None)` over a few architectures
+(and timm's, named timm:<name>, when timm is installed), and for each the layer whose feature
+maps class activation maps read (`cam_layer`).
 
-All are built from scratch (no download); `weights` loads a state dict or a raycells checkpoint
-file from disk.
+All are built without weights (nothing is downloaded); `weights` loads a file from disk: a state
+dict (torchvision's, timm's, a training script's checkpoint holding one), a safetensors file or a
+raycells checkpoint. Pretrained weights for an offline cluster are fetched once elsewhere (for
+example torchvision's `ResNeXt50_32X4D_Weights.IMAGENET1K_V2.get_state_dict()` saved with
+torch.save, or a timm model's model.safetensors from the Hugging Face hub) and passed as a file.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
 from ..errors import RaycellsError
+from ..settings import TIMM
 from .checkpoint import read_torch_file
 from .phases import head_name
 
@@ -36,7 +42,10 @@ def register_model(name: str, cam_layer: str):
 
 
 def cam_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module of `model` (built as registry model `name`) whose feature maps Grad-CAM reads."""
+    """The module of `model` (built as registry model `name`) whose feature maps Grad-CAM reads:
+    for a timm model, the last stage its own feature_info names."""
+    if name.startswith(TIMM):
+        return model.get_submodule(model.feature_info[-1]["module"])
     return model.get_submodule(_CAM_LAYERS[name])
 
 
@@ -46,38 +55,78 @@ def model_names() -> list[str]:
 
 def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = None) -> nn.Module:
     """Build model `name` with a `num_classes`-way head; load `weights` when given."""
-    if name not in _REGISTRY:
-        raise RaycellsError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
-    model = _REGISTRY[name](num_classes)
+    if name.startswith(TIMM):
+        model = _timm_model(name.removeprefix(TIMM), num_classes)
+    elif name not in _REGISTRY:
+        raise RaycellsError(f"unknown model {name!r}: choose one of {', '.join(model_names())}, "
+                            f"or {TIMM}<name> for one of timm's")
+    else:
+        model = _REGISTRY[name](num_classes)
     if weights is not None:
         load_weights(model, weights)
     return model
 
 
+def _timm_model(name: str, num_classes: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise RaycellsError(f"--model {TIMM}{name} needs timm: pip install timm (on every node of "
+                            "a cluster).") from None
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    except RuntimeError as error:  # timm's "Unknown model (...)"
+        raise RaycellsError(f"--model {TIMM}{name}: {error}; `timm.list_models()` lists the "
+                            "names.") from None
+
+
+CHECKPOINT_KEYS = ("model", "state_dict")
+"""Where a checkpoint file keeps its state dict: raycells' and many scripts' "model", timm's
+train.py and PyTorch Lightning's "state_dict"."""
+
+
 def state_dict_in(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in a weights file: a plain state dict, or a raycells checkpoint or
-    source.pt holding one under "model". Read with `weights_only=True`."""
-    fix = "Pass a file saved with torch.save(model.state_dict(), path)."
-    state = read_torch_file(weights, fix)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    """The state dict in a weights file: a plain state dict, a .safetensors file, or a checkpoint
+    holding one under a CHECKPOINT_KEYS key. Torch files are read with `weights_only=True`."""
+    fix = ("Pass a file saved with torch.save(model.state_dict(), path), or a .safetensors file "
+           "(safetensors.torch.save_file(model.state_dict(), path)).")
+    if Path(weights).suffix == ".safetensors":
+        state = _safetensors(weights, fix)
+    else:
+        state = read_torch_file(weights, fix)
+    if isinstance(state, dict):
+        inner = next((state[key] for key in CHECKPOINT_KEYS if isinstance(state.get(key), dict)), None)
+        state = state if inner is None else inner
     if not (isinstance(state, dict) and state
             and all(isinstance(value, torch.Tensor) for value in state.values())):
         raise RaycellsError(f"{weights}: not a state dict (a table of named tensors). {fix}")
     return state
 
 
-def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = True) -> None:
-    """Load a state dict (or a raycells checkpoint holding one under "model") into `model`; with
-    `head=False`, every weight but the classification head's (which keeps its fresh values: the
-    weights may come from a network trained on other classes)."""
+def _safetensors(path: str | os.PathLike, fix: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (OSError, SafetensorError) as error:
+        raise RaycellsError(f"{path}: it cannot be read as safetensors ({error}). {fix}") from None
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = True) -> bool:
+    """Load a weights file (see `state_dict_in`) into `model`. The classification head comes
+    from the file when it fits the model's classes; otherwise (ImageNet's 1,000 classes, another
+    scheme's, no head at all), and always with `head=False`, it keeps its fresh values. Returns
+    whether the head is new."""
     state = state_dict_in(weights)
     state = {key.removeprefix("module."): value for key, value in state.items()}
-    if not head:
-        prefix = head_name(model) + "."
+    prefix = head_name(model) + "."
+    own = {key: value for key, value in model.state_dict().items() if key.startswith(prefix)}
+    fits = all(key in state and state[key].shape == value.shape for key, value in own.items())
+    new_head = not (head and fits)
+    if new_head:
         state = {key: value for key, value in state.items() if not key.startswith(prefix)}
-        state.update({key: value for key, value in model.state_dict().items()
-                      if key.startswith(prefix)})
+        state.update(own)
     expected = model.state_dict()
     problems = [f"{len(keys)} {what} (such as {sorted(keys)[0]})" for what, keys in (
         ("missing", expected.keys() - state.keys()), ("unexpected", state.keys() - expected.keys()),
@@ -86,8 +135,9 @@ def load_weights(model: nn.Module, weights: str | os.PathLike, *, head: bool = T
     if problems:
         raise RaycellsError(f"{weights}: the weights do not fit {type(model).__name__}: "
                             f"{', '.join(problems)}. Pass --model with the architecture they were "
-                            "trained with.")
+                            f"trained with ({TIMM}<name> for timm's).")
     model.load_state_dict(state)
+    return new_head
 
 
 @register_model("tiny_cnn", cam_layer="3")
