@@ -4,7 +4,6 @@ when the work is done."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from rich.table import Table as RichTable
 
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
-from ..report.writers import Table, per_class_table, pm, settings_text
+from ..report.writers import NUMBER, Table, per_class_table, pm, settings_text
 from ..runs.cv import CvResult
 from ..runs.lock import locked
 from ..runs.rundir import RunDir
@@ -125,7 +124,7 @@ class LiveDisplay:
 
     def _on_cache(self, done, total) -> None:
         if self._cache is None:
-            self._cache = new_progress("Decoding images into the cache (once per dataset and size)")
+            self._cache = new_progress("Decoding images (once per size)")
         bar, task = self._cache
         bar.update(task, completed=done, total=total)
         if done >= total:
@@ -232,7 +231,7 @@ class FoldsDisplay(LiveDisplay):
         lengths = [row["seconds"] for row in rows if "seconds" in row] or [
             now - row["started"] + left for row, left in zip(running, lefts)]
         waiting = sum(row.get("phase") == "waiting" for row in rows)
-        if not lengths:
+        if not lengths or not (running or waiting):
             return None
         return max(lefts, default=0.0) + -(-waiting // self._slots) * sum(lengths) / len(lengths)
 
@@ -287,10 +286,6 @@ def print_tables(tables: list[Table]) -> None:
             _print_stacked(table)
 
 
-NUMBER = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?%?$|^n/a$")
-"""A cell kept on one line: a number, or a mean ± std."""
-
-
 def _columns(table: Table, keep: list[str]) -> list[tuple[int, str, int, bool]]:
     """(index, header, width kept whole, numeric) of the columns `keep`: the width of the
     longest number in the column, or of its longest word (text wraps at spaces; headers too)."""
@@ -298,11 +293,10 @@ def _columns(table: Table, keep: list[str]) -> list[tuple[int, str, int, bool]]:
     for index, header in enumerate(table.headers):
         if header not in keep:
             continue
-        cells = [row[index] for row in table.rows if row[index]]
+        cells = [row[index] for row in table.rows]
         numbers = [len(cell) for cell in cells if NUMBER.match(cell)]
         words = [len(word) for text in [header, *cells] for word in text.split()]
-        out.append((index, header, max([*numbers, *words, 1]),
-                    bool(cells) and len(numbers) == len(cells)))
+        out.append((index, header, max([*numbers, *words, 1]), table.numeric(index)))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ class Table:
     note: str = ""
     optional: tuple[str, ...] = ()
     """Headers of the columns a narrow terminal leaves out (the files keep every column)."""
+
+    def numeric(self, index: int) -> bool:
+        """Whether column `index` holds numbers only (aligned right, never split over lines)."""
+        cells = [row[index] for row in self.rows if row[index]]
+        return bool(cells) and all(NUMBER.match(cell) for cell in cells)
+
+
+NUMBER = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?%?$|^n/a$")
+"""A table cell that is a number, or a mean ± std."""
 
 
 def report_tables(scores: RunScores, *, synthetic: bool = False,
@@ -280,15 +290,20 @@ def _html(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child"
-             "{text-align:left}img{max-width:100%;margin:1em 0}</style></head><body>",
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.n{text-align:right}"
+             "img{max-width:100%;margin:1em 0}</style></head><body>",
              f"<h1>{e(title)}</h1>"]
     for table in tables:
         parts.append(f"<h2>{e(table.title)}</h2>")
         if table.note:
             parts.append(f"<p>{e(table.note)}</p>")
-        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in table.headers) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in table.rows]
+        kind = ["n" if table.numeric(i) else "" for i in range(len(table.headers))]
+        parts.append("<table>")
+        if any(table.headers):
+            parts.append("<tr>" + "".join(f"<th class='{k}'>{e(h)}</th>"
+                                          for k, h in zip(kind, table.headers)) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td class='{k}'>{e(cell)}</td>" for k, cell in zip(kind, row))
+                  + "</tr>" for row in table.rows]
         parts.append("</table>")
     parts.append("<h2>Pictures</h2>")
     for name, path in pictures.items():

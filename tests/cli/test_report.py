@@ -1,3 +1,5 @@
+import re
+
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -63,6 +65,11 @@ def test_the_report_of_a_trained_run_opens_with_how_it_was_made_and_its_curves(a
                   "fingerprint ", "| wall time |"):
         assert field in block, (field, block)
     assert markdown.index("## Run") < markdown.index("## Overall")
+    # In the page, text is aligned left and numbers right; the Run block has no empty header row.
+    page = (run / "report" / "report.html").read_text()
+    run_block = page.split("<h2>Run</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<th" not in run_block and "<td class=''>tiny_cnn</td>" in run_block
+    assert re.search(r"<td class='n'>\d\.\d{3} ± \d\.\d{3}</td>", page)
     with Image.open(run / "report" / "training_curves.png") as image:
         assert image.size == (900, 380)
     assert "training_curves.png" in markdown

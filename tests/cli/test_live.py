@@ -1,0 +1,66 @@
+"""What the terminal shows: tables that fit 80 columns, and the live display's phases and times."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from rich.console import Console
+
+from raycells.cli import live
+from raycells.report.writers import Table, per_class_table
+
+SUMMARY = {"per_class": {code: {"precision": (0.929, 0.101), "sensitivity": (1.0, 0.0),
+                                "f1": (0.962, 0.054), "roc_auc": (0.999, 0.001), "support": 12}
+                         for code in ("NGS", "LYA", "PMB", "MOB")}}
+
+
+def _printed(monkeypatch, tables, width: int) -> str:
+    out = io.StringIO()
+    monkeypatch.setattr(live, "console", Console(file=out, width=width, soft_wrap=True))
+    live.print_tables(tables)
+    return out.getvalue()
+
+
+def test_tables_fit_the_terminal_and_never_split_a_number(monkeypatch):
+    table = per_class_table(SUMMARY, list(SUMMARY["per_class"]))
+    for width in (80, 100, 140):
+        text = _printed(monkeypatch, [table], width)
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        assert text.count("0.929 ± 0.101") == 4 and "…" not in text, text
+    assert "Lymphocyte" not in _printed(monkeypatch, [table], 80)  # the names are left out
+    assert "Lymphocyte (atypical)" in _printed(monkeypatch, [table], 140)
+
+
+def test_a_table_too_wide_for_any_column_choice_is_stacked(monkeypatch):
+    table = Table("Wide", ["score", *(f"column {i}" for i in range(8))],
+                  [["accuracy", *("0.912 ± 0.034" for _ in range(8))]])
+    text = _printed(monkeypatch, [table], 80)
+    assert "accuracy  column 0: 0.912 ± 0.034; column 1: 0.912 ± 0.034" in text
+
+
+def test_the_live_table_shows_each_folds_phase_time_and_time_left(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    display = live.FoldsDisplay()
+    display._on_todo(folds=[0, 1, 2])
+    display._on_fold_started(fold=0)
+    clock[0] += 80  # the worker group starting
+    display._on_status(folds={0: {"phase": "train", "epoch": 1, "epochs": 2, "batch": 0,
+                                  "batches": 10, "loss": 2.0, "images_per_s": 50.0}})
+    clock[0] += 60  # half of the training done in 60 s: about 60 s left
+    display._on_status(folds={0: {"phase": "train", "epoch": 2, "epochs": 2, "batch": 0,
+                                  "batches": 10}})
+    rows = _rendered(display)
+    assert re.search(r"0\s+train 0/10\s+2/2\s.*2:20\s+~1:00", rows), rows
+    assert re.search(r"1\s+waiting", rows) and re.search(r"2\s+waiting", rows)
+    assert "2:20 so far, about" in rows  # the run: this fold's minute, then the two waiting
+    display._on_fold_predicting(fold=0)
+    display._on_status(folds={0: {"phase": "epoch done", "epoch": 2, "epochs": 2}})
+    assert re.search(r"0\s+predicting", _rendered(display))  # the workers' last post stays behind
+
+
+def _rendered(display) -> str:
+    out = io.StringIO()
+    Console(file=out, width=100).print(display._table())
+    return out.getvalue()
