@@ -23,6 +23,12 @@ def test_pbc_to_aml_maps_known_labels_onto_aml_classes():
     assert PBC_TO_AML["PMY"] == "PMO" and PBC_TO_AML["BNE"] == "NGB"
 
 
+def test_aml_to_pbc_is_the_way_back_for_the_classes_pbc_has():
+    back = MAPPINGS["aml-to-pbc"]
+    assert {pbc: aml for aml, pbc in back.items()} == PBC_TO_AML
+    assert back["MYB"] == "MY" and "MYO" not in back and "KSC" not in back
+
+
 def test_scheme_for_recognises_label_sets():
     assert scheme_for(["MYO", "NGS"]) is AML
     assert scheme_for(["ig", "platelet"]) is PBC

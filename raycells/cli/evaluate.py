@@ -17,7 +17,8 @@ from .live import LiveDisplay, print_tables
 from .options import AllowOverlap, Fold, From, Out, takes_settings
 
 Map = Annotated[str | None, typer.Option(
-    "--map", help="Map the images' labels onto the network's classes: pbc-to-aml, or a .json/.csv "
+    "--map", help="Map the images' labels onto the network's classes: pbc-to-aml, aml-to-pbc (onto "
+                  "PBC's fine labels), or a .json/.csv "
                   "(from,to) file. Images whose label does not map are left out and counted.",
     show_default=False)]
 

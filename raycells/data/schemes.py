@@ -120,7 +120,11 @@ PBC_TO_AML: dict[str, str] = {
 }
 """PBC fine label -> AML class, for adding PBC images to the rare AML classes."""
 
-MAPPINGS = {"pbc-to-aml": PBC_TO_AML}
+AML_TO_PBC: dict[str, str] = {aml: pbc for pbc, aml in PBC_TO_AML.items()}
+"""AML class -> PBC fine label, for scoring a network trained on PBC's fine labels on AML images
+(LYA, MYO, PMB, MOB and KSC have no PBC counterpart)."""
+
+MAPPINGS = {"pbc-to-aml": PBC_TO_AML, "aml-to-pbc": AML_TO_PBC}
 
 
 def scheme_for(labels: set[str] | list[str]) -> Scheme | None:
