@@ -112,7 +112,8 @@ class Sampling:
 class Transfer:
     """A run that starts from a trained network (`raycells transfer`): the head is replaced for
     the new classes and trained alone first; then the experiment's `epochs` at its `lr` train
-    everything but the batch-norm layers. The source network's weights are `weights`."""
+    everything but the batch-norm layers (or everything, without `freeze_batchnorm`). The source
+    network's weights are `weights`."""
 
     source: str
     """Where the network comes from (a run directory and fold, or a weights file), for the reader."""
@@ -120,6 +121,9 @@ class Transfer:
     """Epochs of the first transfer phase: the new head alone, the body frozen."""
     head_lr: float = 0.01
     """Peak learning rate of the first transfer phase."""
+    freeze_batchnorm: bool = True
+    """Keep the batch-norm layers as the source network left them while fine-tuning (the
+    original study's way); off: they train and take the new images' statistics."""
 
     def __post_init__(self) -> None:
         _whole(self, "head_epochs")

@@ -87,7 +87,7 @@ def test_commands_that_train_take_the_same_settings():
     commands = typer.main.get_command(app).commands
     options = {name: {param.name for param in commands[name].params} for name in ("cv", "tune", "transfer")}
     settings = {name: options[name] & set(SETTINGS) for name in options}
-    assert settings["cv"] == set(SETTINGS) - {"head_epochs", "head_lr"}
+    assert settings["cv"] == set(SETTINGS) - {"head_epochs", "head_lr", "freeze_batchnorm"}
     assert settings["tune"] == settings["cv"] - {"tracking", "mlflow_uri"}  # its trials are not recorded
     assert settings["transfer"] == set(SETTINGS) - {"weights"}
     # A search takes the same options wherever it runs.

@@ -85,6 +85,9 @@ def test_a_transfer_run_has_a_head_phase_then_fine_tuning():
                                         "transfer": {"source": "w.pt", "head_epochs": 2}})
     assert training_phases(transfer) == [Phase("head", 0, 2, 0.01, HEAD),
                                          Phase("fine-tune", 2, 4, 1e-5, ALL_BUT_BATCH_NORM)]
+    thawed, _ = build_settings(flags={"epochs": 4, "lr": 1e-5, "weights": "w.pt", "transfer": {
+        "source": "w.pt", "head_epochs": 2, "freeze_batchnorm": False}})
+    assert training_phases(thawed)[1] == Phase("fine-tune", 2, 4, 1e-5, ALL)
     head_only, _ = build_settings(flags={"epochs": 0, "weights": "w.pt",
                                          "transfer": {"source": "w.pt", "head_epochs": 3}})
     assert [p.name for p in training_phases(head_only)] == ["head"]

@@ -119,6 +119,7 @@ SETTINGS: dict[str, Setting] = {
     "seed": Setting(Experiment, int, TRAINING),
     "head_epochs": Setting(Transfer, int, TRAINING),
     "head_lr": Setting(Transfer, float, TRAINING),
+    "freeze_batchnorm": Setting(Transfer, bool, TRAINING, ("--freeze-batchnorm/--train-batchnorm",)),
     "workers": Setting(Placement, int, CLUSTER),
     "gpus_per_worker": Setting(Placement, float, CLUSTER),
     "cpus_per_worker": Setting(Placement, float, CLUSTER),
@@ -128,7 +129,7 @@ SETTINGS: dict[str, Setting] = {
 }
 """Option name (the settings field's) -> its declaration, in the order --help lists them."""
 
-TRANSFER_PHASES = ("head_epochs", "head_lr")
+TRANSFER_PHASES = ("head_epochs", "head_lr", "freeze_batchnorm")
 TRACKED = ("tracking", "mlflow_uri")
 TRAINING_SETTINGS = tuple(name for name in SETTINGS if name not in TRANSFER_PHASES + TRACKED)
 """What a run that trains from scratch (or from --weights) takes: cv and tune; cv and transfer

@@ -106,7 +106,8 @@ def transfer_flags(source: Source | None, out: str | Path, flags: dict[str, Any]
     """`flags` (as build_settings takes them) for a transfer run in `out` from `source`: the
     source's settings where the flags leave them open, the transfer options in their table."""
     flags = dict(flags)
-    phases = {key: flags.pop(key) for key in ("head_epochs", "head_lr") if flags.get(key) is not None}
+    phases = {key: flags.pop(key) for key in ("head_epochs", "head_lr", "freeze_batchnorm")
+              if flags.get(key) is not None}
     if source is None:  # resuming: the run's config.json holds the source's settings
         return {**flags, "transfer": phases or None}
     start = source_settings(source, out)

@@ -3,7 +3,8 @@
 A run from scratch has one phase that trains everything. A transfer run (`raycells transfer`)
 has two: first the new head alone with the body frozen (its batch-norm statistics included),
 then everything except the batch-norm layers, which stay in eval mode so that their weights and
-running statistics keep what the source network learnt.
+running statistics keep what the source network learnt (`Transfer.freeze_batchnorm`, the
+default; off, the second phase trains everything, batch norm included).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def training_phases(experiment) -> list[Phase]:
         return [Phase("train", 0, experiment.epochs, experiment.lr, ALL)]
     phases = [Phase("head", 0, transfer.head_epochs, transfer.head_lr, HEAD),
               Phase("fine-tune", transfer.head_epochs, experiment.epochs, experiment.lr,
-                    ALL_BUT_BATCH_NORM)]
+                    ALL_BUT_BATCH_NORM if transfer.freeze_batchnorm else ALL)]
     return [phase for phase in phases if phase.epochs > 0]
 
 
