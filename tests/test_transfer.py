@@ -113,6 +113,29 @@ def test_bad_sources_are_named_with_the_fix(aml_run, tmp_path):
     assert find_source(weights, model="resnet18").model == "resnet18"
 
 
+def test_a_source_file_may_be_safetensors_or_a_timm_training_checkpoint(tmp_path):
+    """What users have on disk: a registry model's weights as safetensors, and the checkpoint
+    timm's own training script writes (state dict under "state_dict", its args beside it)."""
+    import argparse
+
+    from safetensors.torch import save_file
+    from timm.utils import CheckpointSaver
+
+    network = create_model("resnet18", 1000)
+    save_file(network.state_dict(), tmp_path / "resnet18.safetensors")
+    source = find_source(tmp_path / "resnet18.safetensors", model="resnet18")
+    assert source.model == "resnet18" and source.weights["fc.weight"].shape == (1000, 512)
+    assert torch.equal(source.weights["layer1.0.conv1.weight"], network.layer1[0].conv1.weight)
+
+    timm_net = create_model("timm:resnet18", 7)
+    CheckpointSaver(timm_net, torch.optim.SGD(timm_net.parameters(), lr=0.1),
+                    args=argparse.Namespace(model="resnet18"), checkpoint_dir=str(tmp_path),
+                    recovery_dir=str(tmp_path)).save_checkpoint(0, metric=0.5)
+    source = find_source(tmp_path / "model_best.pth.tar", model="timm:resnet18")
+    assert source.weights["fc.weight"].shape == (7, 512)
+    assert torch.equal(source.weights["conv1.weight"], timm_net.conv1.weight)
+
+
 def test_a_target_the_source_network_trained_on_is_refused(aml_run, matek_dir, tmp_path):
     """Transferring the AML run's network to the AML images themselves would test it on images it
     trained on: refused before anything is written."""
