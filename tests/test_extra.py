@@ -26,8 +26,9 @@ def test_mappings_built_in_or_from_a_file(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RaycellsError, match="columns from,to"):
         load_mapping(str(tmp_path / "bad.csv"))
-    with pytest.raises(RaycellsError, match="neither a built-in mapping"):
-        load_mapping("aml-to-pbc")
+    assert load_mapping("aml-to-pbc")["MYB"] == "MY"
+    with pytest.raises(RaycellsError, match=r"neither a built-in mapping \(pbc-to-aml, aml-to-pbc\)"):
+        load_mapping("aml-to-mll")
 
 
 def test_pbc_images_map_onto_the_aml_classes_by_fine_label(pbc_manifest):

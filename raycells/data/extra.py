@@ -22,7 +22,7 @@ EXTRA_FOLD = -1
 
 
 def load_mapping(name: str, flag: str = "--extra-map") -> dict[str, str]:
-    """A label mapping: a built-in name (pbc-to-aml) or a .json ({"from": "to"}) or .csv
+    """A label mapping: a built-in name (pbc-to-aml, aml-to-pbc) or a .json ({"from": "to"}) or .csv
     (columns from,to) file. Keys are the other dataset's fine labels or labels. `flag` names
     the option it came from, in errors."""
     if name in MAPPINGS:
