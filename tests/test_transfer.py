@@ -14,7 +14,8 @@ from raycells.data.manifest import read_manifest
 from raycells.errors import RaycellsError
 from raycells.runs.rundir import RunDir
 from raycells.runs.setup import prepare_run
-from raycells.runs.transfer import SOURCE_FILE, find_source, run_transfer, source_settings
+from raycells.runs.source import SOURCE_FILE, find_source, source_settings
+from raycells.runs.transfer import run_transfer
 from raycells.seeds import derive_seed
 from raycells.settings import build_settings
 from raycells.train.models import create_model

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from ..runs.setup import open_run
-from ..runs.transfer import choose_source, run_transfer, transfer_flags
+from ..runs.source import choose_source, transfer_flags
+from ..runs.transfer import run_transfer
 from .common import reported_errors, settings_and_data, status
 from .live import FoldsDisplay, print_folds
 from .options import (

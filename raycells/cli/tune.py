@@ -4,18 +4,23 @@ validation splits, ending in best.json for `raycells cv --config best.json`."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from ..errors import RaycellsError
 from ..report.writers import settings_text
 from ..runs.setup import open_run, run_settings
+from ..runs.source import choose_source, transfer_flags
 from ..runs.tune import TuneResult, check_search, run_tune
 from .common import console, reported_errors, with_dataset
 from .live import LiveDisplay
 from .options import (
     TRAINING_SETTINGS,
+    TRANSFER_PHASES,
+    AllowOverlap,
     Config,
     GraceEpochs,
     Metric,
@@ -28,25 +33,42 @@ from .options import (
 )
 
 TrialFolds = Annotated[int, typer.Option(help="Folds each trial trains (its score: their mean).")]
+SourceRun = Annotated[Path | None, typer.Option(
+    "--from", help="Search a transfer from this network: a run directory (its best fold, or "
+                   "--fold) or a weights file with --model, as `raycells transfer --from`.",
+    show_default=False)]
+SourceFold = Annotated[int | None, typer.Option(
+    help="With --from RUN: the source run's fold to take the network from.", show_default=False)]
 
 
-@takes_settings(*TRAINING_SETTINGS)
+@takes_settings(*TRAINING_SETTINGS, *TRANSFER_PHASES)
 def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1",
          samples: Samples = 1, trial_folds: TrialFolds = 1, grace_epochs: GraceEpochs = None,
-         preset: Preset = None, config: Config = None, out: Out = None) -> None:
-    """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json."""
+         from_: SourceRun = None, fold: SourceFold = None, preset: Preset = None,
+         config: Config = None, out: Out = None, allow_overlap: AllowOverlap = False) -> None:
+    """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json.
+    With --from, every trial is a transfer from that network (search lr, epochs, transfer.*)."""
     with reported_errors():
         searched = search_space(config, space)
         run = open_run(out, "tune", resumable=False)
-        experiment, placement = run_settings(run, flags, preset=preset, config=config,
-                                             ignore=("space",))
+        source = None
+        if from_ is not None:
+            source = choose_source(from_, fold=fold, model=flags["model"])
+            flags = transfer_flags(source, run.path, flags)
+        elif any(flags.get(name) is not None for name in TRANSFER_PHASES) or fold is not None:
+            raise RaycellsError("--head-epochs, --head-lr, --freeze-batchnorm and --fold describe "
+                                "a transfer: add --from with the source network.")
+        experiment, placement = run_settings(
+            run, flags, preset=preset or ("transfer" if source else None), config=config,
+            ignore=("space",))
         check_search(experiment, searched, samples=samples, trial_folds=trial_folds, metric=metric)
         experiment, manifest = with_dataset(experiment)
         display = _Trials()
         result = display.run(
             lambda: run_tune(run.path, experiment, placement, searched, manifest=manifest,
                              samples=samples, trial_folds=trial_folds, metric=metric,
-                             grace_epochs=grace_epochs, events=display.event),
+                             grace_epochs=grace_epochs, source=source,
+                             allow_overlap=allow_overlap, events=display.event),
             run.path, f"Finished trials are in {run.path / 'tune'}; start a new search with "
                       "another --out.", command="tune")
     _final_table(result)

@@ -34,6 +34,7 @@ from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
+from .source import Source, keep_source
 
 METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
@@ -74,6 +75,11 @@ def check_space(base: Experiment, space: dict[str, Any]) -> None:
     if not space:
         raise RaycellsError("the search space is empty: give at least one setting to search, "
                             'such as --space "sampling.policy=none|oversample|sqrt".')
+    for key in ("transfer.lr", "transfer.epochs"):
+        if key in space:
+            raise RaycellsError(f"search space {key}: the fine-tuning phase's rate and epochs are "
+                                f"`{key.split('.')[1]}` (as `raycells transfer --lr/--epochs`); "
+                                "the head phase's are transfer.head_lr and transfer.head_epochs.")
     for key, values in space.items():
         if isinstance(values, dict):
             if len(values) != 1 or next(iter(values)) not in RANGES:
@@ -94,16 +100,23 @@ def check_space(base: Experiment, space: dict[str, Any]) -> None:
 def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
              space: dict[str, Any], *, manifest: Manifest, samples: int = 1,
              trial_folds: int = 1, metric: str = "macro_f1", grace_epochs: int | None = None,
+             source: Source | None = None, allow_overlap: bool = False,
              events: Events | None = None) -> TuneResult:
-    """Search `space` around `experiment` into the run directory `out` (a new one). Events: those
+    """Search `space` around `experiment` into the run directory `out` (a new one). With
+    `source` (and `experiment` made with `source_settings`), every trial is a transfer from it,
+    and the space may hold the transfer settings (`transfer.head_lr`, `transfer.head_epochs`,
+    `transfer.freeze_batchnorm`; the fine-tuning phase's are `lr` and `epochs`). Events: those
     of every run, then trial_result (every epoch of every trial) and trial_done."""
     emit = events or no_events
     check_search(experiment, space, samples=samples, trial_folds=trial_folds, metric=metric)
     run = RunDir(out)
+    warnings = [] if source is None else keep_source(run, source, manifest,
+                                                     allow_overlap=allow_overlap)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume=False,
-                                 command="tune", resumable=False, extra={"tune": {
-                                     "space": space, "samples": samples, "trial_folds": trial_folds,
-                                     "metric": metric}})
+                                 command="tune", resumable=False, warnings=warnings, extra={
+                                     "tune": {"space": space, "samples": samples,
+                                              "trial_folds": trial_folds, "metric": metric},
+                                     **({"transfer_source": source.summary()} if source else {})})
     classes, cache = start_run(run, manifest, plan, experiment, placement, emit)
     folds = list(range(trial_folds))
     found = search(experiment, placement, SearchPlan(space, samples, metric, grace_epochs),
