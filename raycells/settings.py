@@ -437,7 +437,7 @@ def as_dict(settings: Experiment | Placement) -> dict[str, Any]:
 
 def differences(old: Experiment, new: Experiment) -> list[str]:
     """Human-readable list of the fields that differ between two experiments."""
-    a, b = _flatten(as_dict(old)), _flatten(as_dict(new))
+    a, b = dotted(as_dict(old)), dotted(as_dict(new))
     return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
             if a.get(key) != b.get(key)]
 
@@ -481,11 +481,13 @@ def _table(cls: type, values: dict[str, Any], name: str) -> Any:
     return cls(**values)
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings (as `as_dict` gives them) under dotted names: {"augment": {"flip": 0.5}}
+    -> {"augment.flip": 0.5}, the names `with_overrides` and search spaces take."""
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(dotted(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -115,13 +115,10 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
                     run, with_overrides(experiment, chosen), resources, plan, classes, labels,
                     cache, k, board, tracker, emit, chosen=chosen), 1)], slots=1)
     except BaseException as error:
-        stop.set()
+        _stop_watching(stop, watchers)  # then the record is closed with nothing more to log
         tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")  # Ctrl-C, SIGTERM
         raise
-    finally:
-        stop.set()
-        for watcher in watchers:
-            watcher.join()
+    _stop_watching(stop, watchers)
     per_fold = {k: json.loads((run.fold(k) / "metrics.json").read_text())
                 for k in range(experiment.folds) if run.fold_finished(k)}
     summary = summarize_folds(per_fold)
@@ -229,6 +226,12 @@ def _run_packed(jobs: list[tuple[Callable[[], None], int]], slots: int) -> None:
             thread.join(timeout=0.5)
     if errors:
         raise errors[0]
+
+
+def _stop_watching(stop: threading.Event, watchers: list[threading.Thread]) -> None:
+    stop.set()
+    for watcher in watchers:
+        watcher.join()
 
 
 def _follow(board, tracker: Tracker, stop: threading.Event) -> None:

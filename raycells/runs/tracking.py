@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import RaycellsError
 from ..files import write_json
-from ..settings import Placement
+from ..settings import Placement, dotted
 from .rundir import RunDir
 
 TRACKING_FILE = "tracking.json"
@@ -46,15 +46,9 @@ def local_uri(run: RunDir) -> str:
     return f"sqlite:///{run.path.resolve() / 'mlflow.db'}"
 
 
-def flat(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flat(values: dict[str, Any]) -> dict[str, str]:
     """Nested settings as MLflow parameters: {"augment": {"flip": 0.5}} -> {"augment.flip": "0.5"}."""
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)
-    return out
+    return {key: str(value) for key, value in dotted(values).items()}
 
 
 class Tracker:
