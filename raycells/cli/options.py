@@ -246,6 +246,11 @@ From = Annotated[Path, typer.Option(
 Fold = Annotated[int | None, typer.Option(
     help="Use this fold's network only (default: every finished fold's, their probabilities "
          "averaged).", show_default=False)]
+SourceFrom = Annotated[Path | None, typer.Option(
+    "--from", help="The trained network to transfer from: a run directory (the network of its "
+                   "best fold, or of --fold) or a weights file (with --model).", show_default=False)]
+SourceFold = Annotated[int | None, typer.Option(
+    help="The source run's fold to take the network from (default: the best).", show_default=False)]
 Threshold = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Probability threshold for the blast and atypical flags, sensitivity "
                            "and specificity.")]

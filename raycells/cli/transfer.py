@@ -4,7 +4,6 @@ then fine-tuning all but the batch-norm layers), cross-validated like `raycells 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,14 +21,11 @@ from .options import (
     Config,
     Out,
     Resume,
+    SourceFold,
+    SourceFrom,
     takes_settings,
 )
 
-From = Annotated[Path | None, typer.Option(
-    "--from", help="The trained network: a run directory (the network of its best fold, or of "
-                   "--fold) or a weights file (with --model).", show_default=False)]
-Fold = Annotated[int | None, typer.Option(
-    help="The source run's fold to take the network from (default: --best).", show_default=False)]
 Best = Annotated[bool, typer.Option(
     "--best", help="Take the fold whose best epoch scored the highest inner-validation macro F1 "
                    "(the default).")]
@@ -37,7 +33,7 @@ Best = Annotated[bool, typer.Option(
 
 @takes_settings(*(name for name in TRAINING_SETTINGS if name != "weights"), *TRANSFER_PHASES,
                 *TRACKED)
-def transfer(flags: dict[str, Any], from_: From = None, fold: Fold = None, best: Best = False,
+def transfer(flags: dict[str, Any], from_: SourceFrom = None, fold: SourceFold = None, best: Best = False,
              config: Config = None, out: Out = None, resume: Resume = False,
              allow_overlap: AllowOverlap = False) -> None:
     """Adapt a trained network to another dataset: new head, then fine-tuning, with k-fold CV."""

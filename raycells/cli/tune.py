@@ -4,7 +4,6 @@ validation splits, ending in best.json for `raycells cv --config best.json`."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -27,24 +26,20 @@ from .options import (
     Out,
     Preset,
     Samples,
+    SourceFold,
+    SourceFrom,
     Space,
     search_space,
     takes_settings,
 )
 
 TrialFolds = Annotated[int, typer.Option(help="Folds each trial trains (its score: their mean).")]
-SourceRun = Annotated[Path | None, typer.Option(
-    "--from", help="Search a transfer from this network: a run directory (its best fold, or "
-                   "--fold) or a weights file with --model, as `raycells transfer --from`.",
-    show_default=False)]
-SourceFold = Annotated[int | None, typer.Option(
-    help="With --from RUN: the source run's fold to take the network from.", show_default=False)]
 
 
 @takes_settings(*TRAINING_SETTINGS, *TRANSFER_PHASES)
 def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1",
          samples: Samples = 1, trial_folds: TrialFolds = 1, grace_epochs: GraceEpochs = None,
-         from_: SourceRun = None, fold: SourceFold = None, preset: Preset = None,
+         from_: SourceFrom = None, fold: SourceFold = None, preset: Preset = None,
          config: Config = None, out: Out = None, allow_overlap: AllowOverlap = False) -> None:
     """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json.
     With --from, every trial is a transfer from that network (search lr, epochs, transfer.*)."""
