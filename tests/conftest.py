@@ -85,6 +85,21 @@ def prediction_run():
     return build
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_left_running(request):
+    """A module that leaves Ray running (a CLI command run in-process starts one the test never
+    stops) would hand it to the next module, whose tests then join it unawares: name the module
+    and stop Ray, so only it fails."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+        pytest.fail(f"{request.module.__name__} left Ray running: give its tests that start Ray "
+                    "the ray_session fixture.")
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     import ray

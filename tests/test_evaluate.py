@@ -59,6 +59,6 @@ def test_other_classes_need_a_mapping_and_unfinished_sources_are_refused(aml_run
         run_evaluate(tmp_path / "e", aml_run, pbc)
     with pytest.raises(RaycellsError, match="--fold 3: .* is not a finished fold"):
         run_evaluate(tmp_path / "e", aml_run, pbc, fold=3, mapping="pbc-to-aml")
-    with pytest.raises(RaycellsError, match="--map aml-to-pbc: neither a built-in mapping"):
-        run_evaluate(tmp_path / "e", aml_run, pbc, mapping="aml-to-pbc")
+    with pytest.raises(RaycellsError, match="--map pbc-to-nowhere: neither a built-in mapping"):
+        run_evaluate(tmp_path / "e", aml_run, pbc, mapping="pbc-to-nowhere")
     assert not (tmp_path / "e").exists()

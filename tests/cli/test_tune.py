@@ -22,7 +22,7 @@ def test_bad_searches_are_refused_before_any_training(tmp_path, pbc_dir):
     assert not out.exists()
 
 
-def test_tune_searches_a_transfers_fine_tuning_rate(aml_run, small_pbc, tmp_path):
+def test_tune_searches_a_transfers_fine_tuning_rate(ray_session, aml_run, small_pbc, tmp_path):
     """`raycells tune --from RUN --space "lr=loguniform(...)"`: every trial a transfer from the
     AML run's network (source.pt kept in the search's run directory), the fine-tuning rate drawn."""
     import json
@@ -33,7 +33,7 @@ def test_tune_searches_a_transfers_fine_tuning_rate(aml_run, small_pbc, tmp_path
     result = runner.invoke(app, [
         "tune", "--from", str(aml_run), "--data", str(small_pbc), "--folds", "2",
         "--space", "lr=loguniform(1e-5,1e-3)", "--samples", "2", "--epochs", "1",
-        "--head-epochs", "1", "--batch-size", "16", "--out", str(out), "--address", "local"])
+        "--head-epochs", "1", "--batch-size", "16", "--out", str(out)])
     assert result.exit_code == 0, result.output
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and trials["lr"].between(1e-5, 1e-3).all()
