@@ -395,12 +395,24 @@ def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -
         raise RaycellsError(f"{origin}: {error}") from error
 
 
+FINE_TUNING = {"transfer.lr": "lr", "transfer.epochs": "epochs"}
+"""In a transfer, the fine-tuning phase trains for the experiment's `epochs` at its `lr`; these
+names say so in an override (`raycells tune --from RUN --space "transfer.lr=..."`)."""
+
+
 def with_overrides(base: Experiment, overrides: dict[str, Any], *,
                    origin: str = "search space") -> Experiment:
     """`base` with the settings named in `overrides` replaced; dotted names reach nested settings
-    (`sampling.policy`, `augment.noise`, `transfer.head_lr`)."""
+    (`sampling.policy`, `augment.noise`, `transfer.head_lr`; `transfer.lr` and `transfer.epochs`
+    are the transfer's fine-tuning phase: `lr` and `epochs`)."""
     values = as_dict(base)
     for key, value in overrides.items():
+        if key in FINE_TUNING:
+            if base.transfer is None:
+                raise RaycellsError(f"{origin} {key}: only a transfer has a fine-tuning phase "
+                                    f"(add --from); this run's rate and epochs are "
+                                    f"`{FINE_TUNING[key]}`.")
+            key = FINE_TUNING[key]
         *path, last = key.split(".")
         target = values
         for part in path:

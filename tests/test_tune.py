@@ -118,3 +118,28 @@ def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ra
     tables = {t.title: t for t in report_tables(score_run(run))}
     assert [row[0] for row in tables["Settings chosen in each fold"].rows] == ["1"]
     assert tables["Settings chosen in each fold"].rows[0][1].startswith("sampling.policy=")
+
+
+def test_a_transfers_fine_tuning_is_named_either_way_and_asha_waits_for_it():
+    """In a transfer, `transfer.lr` and `transfer.epochs` are the fine-tuning phase's `lr` and
+    `epochs`; ASHA's grace period lets every trial reach the middle of its fine-tuning (the
+    trials are alike before it), its last rung is the longest trial's end."""
+    from raycells.runs.tune import _rungs
+    from raycells.settings import Transfer
+
+    plain, _ = build_settings(preset="cpu", flags=SMALL)
+    assert _rungs(plain, {"lr": [0.1, 0.2]}) == (2, 1)
+    assert _rungs(plain, {"epochs": [2, 6]}) == (6, 3)
+    base, _ = build_settings(preset="transfer", flags={
+        **SMALL, "epochs": 10, "weights": "source.pt",
+        "transfer": {"source": "a run", "head_epochs": 4}})
+    assert base.transfer == Transfer("a run", head_epochs=4)
+    tuned = with_overrides(base, {"transfer.lr": 0.001, "transfer.epochs": 3})
+    assert (tuned.lr, tuned.epochs) == (0.001, 3)
+    assert _rungs(base, {"transfer.lr": {"loguniform": [1e-5, 1e-3]}}) == (14, 9)
+    assert _rungs(base, {"transfer.epochs": {"randint": [2, 8]},
+                         "transfer.head_epochs": [1, 6]}) == (14, 10)
+    with pytest.raises(RaycellsError, match="transfer.lr and lr are the same setting"):
+        check_space(base, {"transfer.lr": [0.1], "lr": [0.2]})
+    with pytest.raises(RaycellsError, match="only a transfer has a fine-tuning phase"):
+        with_overrides(plain, {"transfer.epochs": 3})

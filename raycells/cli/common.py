@@ -26,6 +26,7 @@ from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..runs.rundir import RunDir
 from ..runs.setup import run_settings
+from ..runs.tune import search_overlap
 from ..settings import Experiment, Placement
 
 console = Console(soft_wrap=True)
@@ -186,3 +187,20 @@ def with_dataset(experiment: Experiment) -> tuple[Experiment, Manifest]:
     path = dataset_path(experiment.data)
     return dataclasses.replace(experiment, data=str(path)), load_dataset(
         path, allow_outside=experiment.allow_outside)
+
+
+def check_chosen_on_other_images(config: Path, manifest: Manifest, allow: bool) -> None:
+    """Refuse (or with --allow-overlap, warn) when settings chosen by `raycells tune` (a
+    best.json as --config) would be tested on images the search used to choose them."""
+    found = search_overlap(config, manifest.frame)
+    if not found or not found[0]:
+        return
+    count, search_run = found
+    text = (f"{count:,} of this run's {len(manifest.frame):,} images were used by the search "
+            f"in {search_run} that chose the settings in {config}; their test scores would "
+            "report the winner on images that chose it.")
+    if not allow:
+        raise RaycellsError(f"{text} Use --search for nested selection (a search inside every "
+                            "fold), tune on other images, or pass --allow-overlap to go on "
+                            "knowing the scores are optimistic.")
+    status.print(f"[yellow]warning:[/] {text} (--allow-overlap)", highlight=False)

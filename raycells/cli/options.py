@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import RaycellsError
-from ..runs.tune import METRICS
+from ..runs.rundir import RunDir
+from ..runs.tune import METRICS, SearchPlan
 from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs, read_config_file
 from .common import reported_errors
 
@@ -218,7 +219,7 @@ Resume = Annotated[bool, typer.Option(
                      "from their last checkpoint.")]
 
 
-# A search (`raycells tune`, `raycells cv --search`).
+# A search (`raycells tune`, `raycells cv/transfer --search`).
 Space = Annotated[list[str] | None, typer.Option(
     "--space", help='A setting to search: "sampling.policy=none|oversample|sqrt" (every value is '
                     'tried) or "lr=loguniform(0.0003,0.003)" (also uniform, randint). Repeat for '
@@ -228,7 +229,8 @@ Metric = Annotated[str, typer.Option(
     help=f"What trials are ranked by, on the inner validation splits: {' or '.join(METRICS)}.")]
 Samples = Annotated[int, typer.Option(help="Draws of the ranges per combination of listed values.")]
 GraceEpochs = Annotated[int | None, typer.Option(
-    help="Epochs before ASHA may stop a trial (default: half of --epochs).", show_default=False)]
+    help="Epochs before ASHA may stop a trial (default: half of --epochs; in a transfer, the "
+         "head epochs and half of --epochs).", show_default=False)]
 Search = Annotated[list[str] | None, typer.Option(
     "--search", help='Nested selection: search this setting inside every fold\'s training part '
                      '(its trials scored on the fold\'s inner validation split), train the '
@@ -265,6 +267,18 @@ def search_space(config: Path | None, specs: list[str] | None) -> dict[str, Any]
     if not isinstance(searched, dict):
         raise RaycellsError(f"{config}: 'space' must be a table of settings to search.")
     return {**searched, **parse_space(specs or [])}
+
+
+def nested_search(run: RunDir, config: Path | None, search: list[str] | None, *, samples: int,
+                  metric: str, grace_epochs: int | None, resume: bool) -> SearchPlan | None:
+    """The nested selection of `raycells cv/transfer --search`: a resumed run's own, as it
+    began (config.json's "search"), else the config file's "space" table and the --search flags."""
+    if resume:
+        if search:
+            raise RaycellsError("--resume continues the run's own search: leave out --search.")
+        return SearchPlan.of_run(run)
+    space = search_space(config, search)
+    return SearchPlan(space, samples, metric, grace_epochs) if space else None
 
 
 def parse_space(specs: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import RaycellsError
 from ..report.writers import settings_text
+from ..runs.rundir import RunDir
 from ..runs.setup import open_run, run_settings
 from ..runs.source import choose_source, transfer_flags
 from ..runs.tune import TuneResult, check_search, run_tune
@@ -113,12 +114,24 @@ def _final_table(result: TuneResult) -> None:
                       "" if values["score"] != values["score"] else f"{values['score']:.3f}",
                       str(values["epochs"]), values["status"])
     console.print(table)
-    used = json.loads(result.best_file.read_text())["search_images"]
+    best = json.loads(result.best_file.read_text())
+    used = best["search_images"]
     folds = ", ".join(map(str, used["folds"]))
+    command = _command_for(result)
     console.print(f"Best: {settings_text(result.best)} ({result.best_file}).\n"
-                  f"The search trained and scored its trials on {used['images']:,} images (all but "
-                  f"test fold {folds}): a test score on any of them reports the winner on images "
-                  "that chose it, so `raycells cv --config best.json` on them refuses without "
-                  "--allow-overlap. For a score of the whole procedure, search included, use "
-                  "nested selection: `raycells cv --search ...` (same syntax as --space).",
-                  highlight=False)
+                  f"Run it: `{command} --config {result.best_file}` on other images. The search "
+                  f"trained and scored its trials on {used['images']:,} images (all but test fold "
+                  f"{folds}): a test score on any of them reports the winner on images that chose "
+                  "it, so that command refuses them without --allow-overlap. For a score of the "
+                  f"whole procedure, search included, use nested selection: `{command} --search "
+                  "...` (same syntax as --space).", highlight=False)
+
+
+def _command_for(result: TuneResult) -> str:
+    """The command that runs the search's winner: a transfer from the search's own source, or cv."""
+    source = RunDir(result.run_dir).read_config().get("transfer_source")
+    if not source:
+        return "raycells cv"
+    which = (f"--fold {source['fold']}" if source["fold"] is not None
+             else f"--model {source['model']}")
+    return f"raycells transfer --from {source['from']} {which}"

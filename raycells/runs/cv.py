@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,13 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
     if any(not 0 <= k < experiment.folds for k in wanted):
         raise RaycellsError(f"folds are numbered 0 to {experiment.folds - 1}; got {list(wanted)}.")
+    if experiment.transfer is not None and command != "transfer":
+        raise RaycellsError(f"these settings are a transfer's (from {experiment.transfer.source}): "
+                            "run them with `raycells transfer --from SOURCE --config FILE`, which "
+                            "keeps the source network in the run and checks what it trained on.")
     if nested is not None:
         check_search(experiment, nested.space, samples=nested.samples, metric=nested.metric)
-        extra = {**(extra or {}), "search": {"space": nested.space, "samples": nested.samples,
-                                             "metric": nested.metric,
-                                             "grace_epochs": nested.grace_epochs}}
+        extra = {**(extra or {}), "search": asdict(nested)}
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume, command=command,
                                  extra=extra, warnings=warnings)

@@ -14,14 +14,16 @@ from ..settings import Experiment, Placement
 from .cv import CvResult, run_cv
 from .setup import Events, open_run
 from .source import SOURCE_FILE, Source, keep_source
+from .tune import SearchPlan
 
 
 def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, *,
                  source: Source | None = None, manifest: Manifest | None = None,
                  resume: bool = False, events: Events | None = None,
-                 allow_overlap: bool = False) -> CvResult:
+                 allow_overlap: bool = False, nested: SearchPlan | None = None) -> CvResult:
     """Cross-validate `experiment` (with `source_settings`) from `source` into the run
-    directory `out`; `resume` continues a transfer run, whose source.pt is already there. Images
+    directory `out`; `resume` continues a transfer run, whose source.pt is already there;
+    `nested` searches the transfer's settings inside every fold (as `run_cv`). Images
     the source network trained on (by sha1) would be tested after training on them: refused
     unless `allow_overlap`, and then recorded as a warning."""
     if experiment.transfer is None:
@@ -36,5 +38,5 @@ def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, 
         raise RaycellsError(f"{run.path / SOURCE_FILE} is missing: it holds the source network's "
                             "weights. Start the transfer again in a new --out.")
     return run_cv(out, experiment, placement, manifest=manifest, resume=resume, events=events,
-                  command="transfer", warnings=warnings,
+                  command="transfer", warnings=warnings, nested=nested,
                   extra=None if source is None else {"transfer_source": source.summary()})

@@ -29,7 +29,8 @@ import pandas as pd
 from ..data.manifest import Manifest, read_manifest
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
-from ..settings import Experiment, Placement, as_dict, with_overrides
+from ..settings import FINE_TUNING, Experiment, Placement, as_dict, with_overrides
+from ..train.phases import training_epochs, training_phases
 from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
@@ -75,11 +76,10 @@ def check_space(base: Experiment, space: dict[str, Any]) -> None:
     if not space:
         raise RaycellsError("the search space is empty: give at least one setting to search, "
                             'such as --space "sampling.policy=none|oversample|sqrt".')
-    for key in ("transfer.lr", "transfer.epochs"):
-        if key in space:
-            raise RaycellsError(f"search space {key}: the fine-tuning phase's rate and epochs are "
-                                f"`{key.split('.')[1]}` (as `raycells transfer --lr/--epochs`); "
-                                "the head phase's are transfer.head_lr and transfer.head_epochs.")
+    for alias, name in FINE_TUNING.items():
+        if alias in space and name in space:
+            raise RaycellsError(f"search space: {alias} and {name} are the same setting (the "
+                                "fine-tuning phase's): search it once.")
     for key, values in space.items():
         if isinstance(values, dict):
             if len(values) != 1 or next(iter(values)) not in RANGES:
@@ -105,7 +105,8 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     """Search `space` around `experiment` into the run directory `out` (a new one). With
     `source` (and `experiment` made with `source_settings`), every trial is a transfer from it,
     and the space may hold the transfer settings (`transfer.head_lr`, `transfer.head_epochs`,
-    `transfer.freeze_batchnorm`; the fine-tuning phase's are `lr` and `epochs`). Events: those
+    `transfer.freeze_batchnorm`; the fine-tuning phase's `lr` and `epochs`, also named
+    `transfer.lr` and `transfer.epochs`). Events: those
     of every run, then trial_result (every epoch of every trial) and trial_done."""
     emit = events or no_events
     check_search(experiment, space, samples=samples, trial_folds=trial_folds, metric=metric)
@@ -145,6 +146,12 @@ class SearchPlan:
     metric: str = "macro_f1"
     grace_epochs: int | None = None
 
+    @classmethod
+    def of_run(cls, run: RunDir) -> SearchPlan | None:
+        """The nested search that `run` records in its config.json (None: it has none)."""
+        recorded = run.read_config().get("search")
+        return cls(**recorded) if recorded else None
+
 
 @dataclass
 class Search:
@@ -172,7 +179,7 @@ def search(experiment: Experiment, placement: Placement, wanted: SearchPlan, *,
     resources = plan_resources(placement, folds_to_run=_grid_size(space) * samples,
                                driver_cpus=TRIAL_CPUS)
     emit("resources", **resources.__dict__)
-    epochs = experiment.epochs
+    most_epochs, grace = _rungs(experiment, space)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=experiment, plan=plan, classes=classes,
                              cache=str(cache), resources=resources, folds=folds,
@@ -184,8 +191,9 @@ def search(experiment: Experiment, placement: Placement, wanted: SearchPlan, *,
         tune_config=tune.TuneConfig(
             metric=f"val_{metric}", mode="max", num_samples=samples,
             max_concurrent_trials=resources.concurrent_folds,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=len(folds) * epochs,
-                                    grace_period=grace_epochs or max(1, epochs // 2),
+            scheduler=ASHAScheduler(time_attr="training_iteration",
+                                    max_t=len(folds) * most_epochs,
+                                    grace_period=grace_epochs or grace,
                                     reduction_factor=2)),
         run_config=tune.RunConfig(name="tune", storage_path=str(storage.resolve()), verbose=0,
                                   callbacks=[_progress_callback(emit, metric)]),
@@ -193,7 +201,7 @@ def search(experiment: Experiment, placement: Placement, wanted: SearchPlan, *,
     grid = tuner.fit()
     for result in grid:  # the trials' processes are gone once fit returns
         _release_leftovers(result.metrics)
-    trials = _trial_table(grid, list(space), metric, len(folds), epochs)
+    trials = _trial_table(grid, list(space), metric, len(folds), experiment)
     ranked = trials[trials["status"] == "complete"]
     if ranked.empty:
         raise RaycellsError(f"no trial completed; see {storage / 'tune'} and the run's ray.log.")
@@ -297,8 +305,10 @@ def _release_leftovers(result: dict | None) -> None:
         pass
 
 
-def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: int) -> pd.DataFrame:
-    """One row per trial (`trial_folds`: how many folds each trains), best score first."""
+def _trial_table(grid, keys: list[str], metric: str, trial_folds: int,
+                 base: Experiment) -> pd.DataFrame:
+    """One row per trial (`trial_folds`: how many folds each trains, each `base` with the trial's
+    settings), best score first."""
     rows = []
     for result in grid:
         history = result.metrics_dataframe
@@ -313,6 +323,8 @@ def _trial_table(grid, keys: list[str], metric: str, trial_folds: int, epochs: i
             row["score"] = float(per_fold.mean())
             done = len(history)
         row["epochs"] = done
+        epochs = training_epochs(with_overrides(base, {key: config[key] for key in keys
+                                                       if key in config}))
         row["status"] = ("failed" if result.error else
                          "complete" if done >= trial_folds * epochs else "stopped early")
         rows.append(row)
@@ -330,6 +342,18 @@ def _domain(values: Any):
         (kind, (low, high)), = values.items()
         return getattr(tune, kind)(low, high)
     return tune.grid_search(list(values))
+
+
+def _rungs(experiment: Experiment, space: dict[str, Any]) -> tuple[int, int]:
+    """ASHA's last rung and grace period, in epochs of one fold: the longest trial the space can
+    make (the largest value of each searched epoch count), and half of its last phase after the
+    phases before it (a transfer's trials differ only once fine-tuning starts)."""
+    largest = {key: max(next(iter(values.values())) if isinstance(values, dict) else values)
+               for key, values in space.items()
+               if key in ("epochs", "transfer.epochs", "transfer.head_epochs")}
+    longest = with_overrides(experiment, largest)
+    last = training_phases(longest)[-1]
+    return training_epochs(longest), last.first_epoch + max(1, last.epochs // 2)
 
 
 def _grid_size(space: dict[str, Any]) -> int:

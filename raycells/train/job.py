@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..seeds import derive_seed
 from ..settings import Experiment
-from .phases import Phase, training_phases
+from .phases import Phase, training_epochs, training_phases
 
 
 def step_batch(experiment: Experiment, workers: int) -> int:
@@ -61,4 +61,4 @@ class FoldJob:
     @property
     def epochs(self) -> int:
         """Epochs over all phases."""
-        return sum(phase.epochs for phase in self.phases)
+        return training_epochs(self.experiment)

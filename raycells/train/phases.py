@@ -39,6 +39,11 @@ def training_phases(experiment) -> list[Phase]:
     return [phase for phase in phases if phase.epochs > 0]
 
 
+def training_epochs(experiment) -> int:
+    """Epochs over all of `experiment`'s phases (a transfer's head epochs included)."""
+    return sum(phase.epochs for phase in training_phases(experiment))
+
+
 def phase_of(phases: list[Phase], epoch: int) -> Phase:
     """The phase that epoch `epoch` (from 0) belongs to."""
     return next(p for p in phases if p.first_epoch <= epoch < p.first_epoch + p.epochs)

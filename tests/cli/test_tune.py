@@ -14,6 +14,8 @@ def test_bad_searches_are_refused_before_any_training(tmp_path, pbc_dir):
          "'smote' is not valid"),
         (["tune", "--space", "lr=0.1", "--metric", "accuracy", "--data", str(pbc_dir), "--out", str(out)],
          "choose macro_f1 or balanced_accuracy"),
+        (["tune", "--space", "transfer.lr=0.1|0.01", "--data", str(pbc_dir), "--out", str(out)],
+         "transfer.lr: only a transfer has a fine-tuning phase (add --from)"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
@@ -23,8 +25,9 @@ def test_bad_searches_are_refused_before_any_training(tmp_path, pbc_dir):
 
 
 def test_tune_searches_a_transfers_fine_tuning_rate(ray_session, aml_run, small_pbc, tmp_path):
-    """`raycells tune --from RUN --space "lr=loguniform(...)"`: every trial a transfer from the
-    AML run's network (source.pt kept in the search's run directory), the fine-tuning rate drawn."""
+    """`raycells tune --from RUN --space "transfer.lr=loguniform(...)"`: every trial a whole
+    transfer from the AML run's network (head epoch, then fine-tuning at the drawn rate; source.pt
+    kept in the search's run directory); the winner runs with `raycells transfer`, not cv."""
     import json
 
     import pandas as pd
@@ -32,17 +35,30 @@ def test_tune_searches_a_transfers_fine_tuning_rate(ray_session, aml_run, small_
     out = tmp_path / "t"
     result = runner.invoke(app, [
         "tune", "--from", str(aml_run), "--data", str(small_pbc), "--folds", "2",
-        "--space", "lr=loguniform(1e-5,1e-3)", "--samples", "2", "--epochs", "1",
-        "--head-epochs", "1", "--batch-size", "16", "--out", str(out)])
+        "--space", "transfer.lr=loguniform(1e-5,1e-3)", "--samples", "2", "--epochs", "1",
+        "--head-epochs", "1", "--batch-size", "16", "--out", str(out)], terminal_width=300)
     assert result.exit_code == 0, result.output
     trials = pd.read_csv(out / "trials.csv")
-    assert len(trials) == 2 and trials["lr"].between(1e-5, 1e-3).all()
+    assert len(trials) == 2 and trials["transfer.lr"].between(1e-5, 1e-3).all()
+    assert (trials["status"] == "complete").all() and (trials["epochs"] == 2).all()
     assert (out / "source.pt").is_file()
     best = json.loads((out / "best.json").read_text())
-    transfer = best["settings"]["experiment"]["transfer"]
-    assert transfer["head_epochs"] == 1 and transfer["freeze_batchnorm"] is True
-    assert best["settings"]["experiment"]["weights"] == str((out / "source.pt").resolve())
-    refused = runner.invoke(app, ["tune", "--from", str(aml_run), "--data", str(small_pbc),
-                                  "--space", "transfer.lr=loguniform(1e-5,1e-3)",
-                                  "--out", str(tmp_path / "u")])
-    assert refused.exit_code == 2 and "are `lr` (as `raycells transfer --lr/--epochs`)" in refused.output
+    experiment = best["settings"]["experiment"]
+    assert experiment["lr"] == best["best"]["transfer.lr"] == trials.iloc[0]["transfer.lr"]
+    assert experiment["transfer"]["head_epochs"] == 1
+    assert experiment["transfer"]["freeze_batchnorm"] is True
+    assert experiment["weights"] == str((out / "source.pt").resolve())
+    assert f"raycells transfer --from {aml_run} --fold" in " ".join(result.output.split())
+
+    chosen = out / "best.json"
+    refused = runner.invoke(app, ["cv", "--config", str(chosen), "--allow-overlap",
+                                  "--out", str(tmp_path / "cv")])
+    assert refused.exit_code == 2 and "these settings are a transfer's" in refused.output
+    refused = runner.invoke(app, ["transfer", "--from", str(aml_run), "--config", str(chosen),
+                                  "--out", str(tmp_path / "again")])
+    assert refused.exit_code == 2 and "were used by the search" in refused.output
+    assert not (tmp_path / "cv").exists() and not (tmp_path / "again").exists()
+    both = runner.invoke(app, ["tune", "--from", str(aml_run), "--data", str(small_pbc),
+                               "--space", "transfer.lr=loguniform(1e-5,1e-3)",
+                               "--space", "lr=0.1|0.2", "--out", str(tmp_path / "u")])
+    assert both.exit_code == 2 and "transfer.lr and lr are the same setting" in both.output
