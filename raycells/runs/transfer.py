@@ -20,10 +20,12 @@ from .tune import SearchPlan
 def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, *,
                  source: Source | None = None, manifest: Manifest | None = None,
                  resume: bool = False, events: Events | None = None,
-                 allow_overlap: bool = False, nested: SearchPlan | None = None) -> CvResult:
+                 allow_overlap: bool = False, nested: SearchPlan | None = None,
+                 only_folds: list[int] | None = None) -> CvResult:
     """Cross-validate `experiment` (with `source_settings`) from `source` into the run
     directory `out`; `resume` continues a transfer run, whose source.pt is already there;
-    `nested` searches the transfer's settings inside every fold (as `run_cv`). Images
+    `nested` searches the transfer's settings inside every fold and `only_folds` trains only
+    those (as `run_cv`). Images
     the source network trained on (by sha1) would be tested after training on them: refused
     unless `allow_overlap`, and then recorded as a warning."""
     if experiment.transfer is None:
@@ -38,5 +40,5 @@ def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, 
         raise RaycellsError(f"{run.path / SOURCE_FILE} is missing: it holds the source network's "
                             "weights. Start the transfer again in a new --out.")
     return run_cv(out, experiment, placement, manifest=manifest, resume=resume, events=events,
-                  command="transfer", warnings=warnings, nested=nested,
+                  command="transfer", warnings=warnings, nested=nested, only_folds=only_folds,
                   extra=None if source is None else {"transfer_source": source.summary()})

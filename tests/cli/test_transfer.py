@@ -19,6 +19,8 @@ def test_bad_transfer_input_is_refused_before_any_work(tmp_path, aml_run):
         (["transfer", "--resume", "--out", str(tmp_path), "--from", str(aml_run)], "leave out --from"),
         (["transfer", "--from", str(aml_run), "--head-epochs", "0", "--epochs", "0",
           "--out", str(tmp_path / "r")], "at least 1 epoch over both transfer phases"),
+        (["transfer", "--from", str(aml_run), "--search", "transfer.head_lr=0.1|-1",
+          "--out", str(tmp_path / "r")], "transfer.head_lr = -1 is not valid"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
@@ -43,34 +45,39 @@ def test_evaluate_maps_pbc_cells_onto_the_aml_network_and_reports(ray_session, a
 
 def test_transfer_search_chooses_the_fine_tuning_rate_inside_every_fold(ray_session, aml_run,
                                                                          small_pbc, tmp_path):
-    """`raycells transfer --search`: nested selection of a transfer's settings. Inside each fold
-    a search on its training part draws the fine-tuning rate; the winner is trained again from
-    the source network and tested once. A resumed run keeps the search it began with."""
+    """Nested selection of a transfer's settings (`raycells transfer --search`): inside a fold, a
+    search on its training part draws the fine-tuning rate; the winner is trained again from the
+    source network and tested once. A resumed run keeps the search it began with. (One fold of
+    two, to keep the suite short.)"""
     import json
 
     import torch
 
+    from raycells.data.manifest import read_manifest
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.source import find_source, transfer_flags
+    from raycells.runs.transfer import run_transfer
+    from raycells.runs.tune import SearchPlan
+    from raycells.settings import build_settings
+
     out = tmp_path / "nested"
-    args = ["transfer", "--from", str(aml_run), "--data", str(small_pbc), "--folds", "2",
-            "--epochs", "1", "--head-epochs", "1", "--batch-size", "16", "--out", str(out)]
-    result = runner.invoke(app, [*args, "--search", "transfer.lr=loguniform(1e-5,1e-3)",
-                                 "--samples", "1", "--no-tracking"], terminal_width=300)
-    assert result.exit_code == 0, result.output
+    source = find_source(aml_run)
+    experiment, placement = build_settings(preset="transfer", flags=transfer_flags(source, out, {
+        "data": str(small_pbc), "folds": 2, "epochs": 1, "head_epochs": 1, "batch_size": 16,
+        "tracking": False}))
+    plan = SearchPlan({"transfer.lr": {"loguniform": [1e-5, 1e-3]}})
+    result = run_transfer(out, experiment, placement, source=source,
+                          manifest=read_manifest(small_pbc), nested=plan, only_folds=[1])
     config = json.loads((out / "config.json").read_text())
-    assert config["search"] == {"space": {"transfer.lr": {"loguniform": [1e-5, 1e-3]}},
-                                "samples": 1, "metric": "macro_f1", "grace_epochs": None}
     assert config["command"] == "transfer" and (out / "source.pt").is_file()
-    for k in (0, 1):
-        chosen = json.loads((out / f"fold-{k}" / "search" / "chosen.json").read_text())["chosen"]
-        assert 1e-5 <= chosen["transfer.lr"] <= 1e-3
-        final = torch.load(sorted((out / f"fold-{k}" / "checkpoint").rglob("state.pt"))[-1],
-                           weights_only=True)
-        assert final["experiment"]["lr"] == chosen["transfer.lr"]
-        assert final["experiment"]["transfer"]["head_epochs"] == 1
-        assert not list((out / f"fold-{k}" / "search").rglob("predictions.parquet"))
-    assert "chose" in result.output
+    assert SearchPlan.of_run(RunDir(out)) == plan and not (out / "fold-0").exists()
+    chosen = json.loads((out / "fold-1" / "search" / "chosen.json").read_text())["chosen"]
+    assert 1e-5 <= chosen["transfer.lr"] <= 1e-3 and result.per_fold[1]["chosen"] == chosen
+    final = torch.load(sorted((out / "fold-1" / "checkpoint").rglob("state.pt"))[-1],
+                       weights_only=True)
+    assert final["experiment"]["lr"] == chosen["transfer.lr"]
+    assert final["experiment"]["transfer"]["head_epochs"] == 1
+    assert not list((out / "fold-1" / "search").rglob("predictions.parquet"))
 
     again = runner.invoke(app, ["transfer", "--resume", "--out", str(out), "--search", "lr=0.1"])
     assert again.exit_code == 2 and "continues the run's own search" in again.output
-    again = runner.invoke(app, ["transfer", "--resume", "--out", str(out)], terminal_width=300)
-    assert again.exit_code == 0, again.output
