@@ -68,11 +68,24 @@ def test_data_parallel_workers_draw_their_own_augmentations():
 
 def test_contrast_changes_contrast_not_brightness():
     """A contrast factor scales the distance from the mean grey: the mean stays, the spread
-    changes (Kornia's own RandomContrast scales intensities, which moves the mean)."""
-    from raycells.train.augment import RandomContrastAroundMean
-
-    x = 0.3 + 0.2 * _batch(n=8)  # away from 0 and 1: nothing clamped
-    y = RandomContrastAroundMean((0.5, 0.5), p=1.0)(x)
+    changes by the drawn factor (Kornia's own RandomContrast scales intensities, which moves the
+    mean)."""
+    x = 0.3 + 0.2 * _batch(n=64)  # away from 0 and 1: nothing clamped
+    only_contrast = AugmentSettings(flip=0, rotate=0, noise=0, brightness=0, contrast=1.0,
+                                    contrast_range=0.5)
+    y = Augmenter(only_contrast)(x, seed=1)
     assert torch.allclose(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-3)
-    assert torch.allclose(y.std(dim=(1, 2, 3)), 0.5 * x.std(dim=(1, 2, 3)), rtol=0.02)
+    ratio = y.std(dim=(1, 2, 3)) / x.std(dim=(1, 2, 3))
+    assert ratio.min() >= 0.5 - 1e-3 and ratio.max() <= 1.5 + 1e-3 and ratio.std() > 0.1
 
+
+def test_each_augmentation_changes_only_the_images_drawn_for_it():
+    """With probability 0.5 about half the images are flipped, the others left exactly as
+    they were (the choice is made per image, on the batch's device)."""
+    x = _batch(n=400, size=8)
+    y = Augmenter(AugmentSettings(flip=0.5, rotate=0, noise=0, brightness=0, contrast=0))(x, seed=2)
+    unchanged = (y == x).flatten(1).all(1)
+    flipped = [torch.equal(y[i], x[i].flip(-1)) or torch.equal(y[i], x[i].flip(-2))
+               or torch.equal(y[i], x[i].flip(-1).flip(-2)) for i in range(len(x))]
+    assert all(u or f for u, f in zip(unchanged.tolist(), flipped))
+    assert 400 * 0.25 * 0.7 < unchanged.sum() < 400 * 0.25 * 1.3  # neither flip: 1/4

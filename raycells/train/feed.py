@@ -118,15 +118,40 @@ class HeldBatches:
             yield {"image": self.held.images[index], "label": self.held.labels[index]}
 
 
-def validation_share(shard, rank: int, world: int,
-                     batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def validation_share(shard, rank: int, world: int, batch_size: int,
+                     device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """This worker's part of the (unsplit) validation set: the rows with row % world == rank,
-    as uint8 image and label batches kept in memory for every epoch's validation."""
-    batches = []
-    for batch in shard.iter_torch_batches(batch_size=batch_size):
+    as uint8 image and label batches kept in host memory for every epoch's validation
+    (`fixed_batches`: pinned when `device` is a GPU, so that each moves without blocking)."""
+    images, labels = [], []
+    # Asked for on the CPU: in a Ray Train worker Ray's default would put them on the GPU.
+    for batch in shard.iter_torch_batches(batch_size=batch_size, device="cpu"):
         mine = batch["row"] % world == rank
-        if mine.any():
-            images = batch["image"][mine]
-            batches.append((images.pin_memory() if torch.cuda.is_available() else images,
-                            batch["label"][mine].long()))
+        images.append(batch["image"][mine])
+        labels.append(batch["label"][mine].long())
+    if not images:
+        return []
+    return fixed_batches(torch.cat(images), torch.cat(labels), batch_size,
+                         pin=device.type == "cuda")
+
+
+def fixed_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                  pin: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Host tensors cut into batches of exactly `batch_size`, the last one padded with blank
+    images labelled -1 (`PADDING`), so that a GPU sees one input shape (cuDNN's benchmark search
+    runs once, not once per shape); with `pin`, in pinned memory."""
+    if images.device.type != "cpu":
+        raise ValueError(f"fixed_batches keeps batches in host memory, got {images.device}")
+    batches = []
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        short = batch_size - len(y)
+        if short:
+            x = torch.cat([x, x.new_zeros((short, *x.shape[1:]))])
+            y = torch.cat([y, y.new_full((short,), PADDING)])
+        batches.append((x.pin_memory(), y.pin_memory()) if pin else (x, y))
     return batches
+
+
+PADDING = -1
+"""The label of the blank images that fill a validation share's last batch: never scored."""

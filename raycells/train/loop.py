@@ -30,13 +30,14 @@ from ..seeds import derive_seed
 from ..settings import as_dict
 from .augment import Augmenter
 from .checkpoint import Checkpoint, Progress, newest_readable, prune_best, save_best, save_checkpoint
-from .feed import EpochBatches, HeldBatches, HeldImages, validation_share
+from .feed import PADDING, EpochBatches, HeldBatches, HeldImages, validation_share
 from .inputs import prepare_images
 from .job import FoldJob
 from .models import create_model, load_weights
 from .optim import learning_rate, make_optimizer
 from .phases import phase_of, set_trainable, train_mode
 from .precision import autocast, choose_precision
+from .step import Step
 
 
 def train_fold(config: dict[str, Any]) -> None:
@@ -82,6 +83,7 @@ class FoldTraining:
         set_determinism(experiment.deterministic)
         torch.manual_seed(derive_seed(experiment.seed, "init", job.fold))  # DDP copies rank 0's
         self.device = ray.train.torch.get_device()
+        check_device(self.device, ray.get_gpu_ids())
         self.on_gpu = self.device.type == "cuda"
         self.precision = choose_precision(experiment.precision, self.device)
         check_reachable(dict(job.shared))
@@ -96,8 +98,9 @@ class FoldTraining:
         self.sync_batchnorm = experiment.sync_batchnorm and self.on_gpu and self.world > 1
         if self.sync_batchnorm:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        if self.on_gpu:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # On the device before anything refers to its parameters (optimizers, restored state).
+        self.model = self.model.to(self.device, memory_format=torch.channels_last
+                                   if self.on_gpu else torch.preserve_format)
         self.trained: nn.Module = self.model  # the model as prepared for this phase (DDP)
         # Loss scaling only for fp16: its step reads the gradients' finiteness on the host.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
@@ -109,6 +112,7 @@ class FoldTraining:
         self.progress = Progress()
         self.phase = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.step: Step | None = None  # this phase's optimisation step
         self._saved: Checkpoint | None = None
         self._best_before: str | None = None  # the network file the checkpoint before names
         self.local_batch = job.worker_batch
@@ -143,6 +147,8 @@ class FoldTraining:
         self.trained = ray.train.torch.prepare_model(self.model)
         if self.job.experiment.compile:
             self.trained = torch.compile(self.trained)
+        self.step = Step(self.trained, self.optimizer, self.scaler, self.loss_fn, self.augmenter,
+                         self.precision, self.device)
         saved = self._saved
         if saved is not None and (saved.progress.phase or phase.name) == phase.name:
             self.optimizer.load_state_dict(saved.optimizer)  # resuming inside this phase
@@ -152,6 +158,8 @@ class FoldTraining:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over this worker's (sampled) training batches; the totals of all workers."""
         job, phase, progress = self.job, self.phase, self.progress
+        # Timed from here: the first epoch of a held part waits here for its images to arrive.
+        start = time.perf_counter()
         batches = self._upcoming or self._batches(epoch)
         self._upcoming = None
         # Augmentation (and dropout) draws: their own stream per fold, epoch and worker.
@@ -160,21 +168,12 @@ class FoldTraining:
         # Running sums stay on the device: reading them every step would stall a GPU.
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, correct
         seen = torch.zeros(len(job.classes), dtype=torch.long, device=self.device)
-        count, start = 0, time.perf_counter()
-        last_post = start
+        count, last_post = 0, start
         lr = self._learning_rate()
         for index, batch in enumerate(batches):
             lr = self._learning_rate()
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            x = prepare_images(batch["image"], self.augmenter, channels_last=self.on_gpu)
-            y = batch["label"].long()
-            loss, logits = self._step(x, y)
+            count += self.step(batch, lr, sums, seen)
             progress.step += 1
-            sums[0] += loss.detach().double() * len(y)
-            sums[1] += (logits.argmax(1) == y).sum()
-            seen.index_add_(0, y, torch.ones_like(y))  # bincount would wait for the GPU
-            count += len(y)
             if self.rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
                 self._post_training(epoch, index + 1, sums[0].item() / count,
@@ -201,7 +200,7 @@ class FoldTraining:
         start = time.perf_counter()
         if self._val_batches is None:
             self._val_batches = validation_share(ray.train.get_dataset_shard("val"), self.rank,
-                                                 self.world, self.local_batch)
+                                                 self.world, self.local_batch, self.device)
         loss, confusion = _validate(self.trained, self._val_batches, len(self.job.classes),
                                     self.device, self.precision)
         scores = confusion_scores(confusion)
@@ -270,16 +269,6 @@ class FoldTraining:
                              phase.epochs * self.job.steps_per_epoch, phase.lr * self.job.lr_scale,
                              self.job.experiment.schedule)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.precision, self.device):
-            logits = self.trained(x)
-            loss = self.loss_fn(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss, logits
-
     def _post_training(self, epoch: int, batch: int, loss: float, images_per_s: float) -> None:
         self.board.post.remote(self.job.fold, phase=self.phase.name, epoch=epoch + 1,
                                epochs=self.job.epochs, batch=batch,
@@ -306,6 +295,18 @@ def epoch_seed(job: FoldJob, epoch: int, rank: int) -> int:
     return derive_seed(job.experiment.seed, "augment", job.fold, epoch, rank)
 
 
+def check_device(device: torch.device, gpu_ids: list) -> None:
+    """Refuse to train on the CPU when Ray gave this worker GPUs (`gpu_ids`) that PyTorch
+    cannot use: it would train, slowly, on a machine rented for its GPUs."""
+    if gpu_ids and device.type != "cuda":
+        raise RaycellsError(
+            f"Ray gave this training worker GPU {', '.join(map(str, gpu_ids))} on node "
+            f"{ray.util.get_node_ip_address()}, but PyTorch {torch.__version__} cannot use it "
+            "(torch.cuda.is_available() is False: a CPU-only build of torch, or an NVIDIA driver "
+            "older than its CUDA): install a CUDA build of torch there, or pass "
+            "--gpus-per-worker 0 to train on CPUs.")
+
+
 def check_reachable(folders: dict[str, str]) -> None:
     """Refuse to train on a node that cannot see the run's folders (`folders`: what each is ->
     its path). On a cluster they must be on storage every node mounts; otherwise this worker's
@@ -322,12 +323,24 @@ def check_reachable(folders: dict[str, str]) -> None:
 
 def _validate(model: nn.Module, batches, num_classes: int, device: torch.device,
               precision: str) -> tuple[float, np.ndarray]:
-    """Loss and confusion matrix on the validation batches, summed over all workers. The sums
-    stay on the device until the end: one synchronisation, not one per batch."""
+    """Loss and confusion matrix on the validation batches, summed over all workers, read from
+    the device once (`validation_sums`)."""
+    loss_sum, confusion = validation_sums(model, batches, num_classes, device, precision)
+    count = sum(int((labels != PADDING).sum()) for _images, labels in batches)  # host tensors
+    summed = _sum_across([loss_sum.item(), count, *confusion.tolist()], device)
+    confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)
+    return summed[0] / max(summed[1], 1), confusion
+
+
+def validation_sums(model: nn.Module, batches, num_classes: int, device: torch.device,
+                    precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed loss and the confusion counts (flat) of the validation batches (host tensors,
+    `raycells.train.feed.fixed_batches`), kept on `device`: each batch is copied without
+    blocking and nothing is read back, so a GPU never waits for the host. Padding rows (label
+    `PADDING`) count nowhere."""
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
     with torch.no_grad():
         for images, labels in batches:
             labels = labels.to(device, non_blocking=True)
@@ -335,13 +348,12 @@ def _validate(model: nn.Module, batches, num_classes: int, device: torch.device,
                                channels_last=device.type == "cuda")
             with autocast(precision, device):
                 logits = model(x)
-            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
-            confusion.index_add_(0, labels * num_classes + logits.argmax(1),
-                                 torch.ones_like(labels))
-            count += len(labels)
-    summed = _sum_across([loss_sum.item(), count, *confusion.tolist()], device)
-    confusion = np.asarray(summed[2:], dtype=np.int64).reshape(num_classes, num_classes)
-    return summed[0] / max(summed[1], 1), confusion
+            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum",
+                                                    ignore_index=PADDING)
+            real = labels != PADDING
+            confusion.index_add_(0, labels.clamp(min=0) * num_classes + logits.argmax(1),
+                                 real.long())
+    return loss_sum, confusion
 
 
 def _sum_across(values: list[float], device: torch.device) -> list[float]:

@@ -3,6 +3,8 @@ host synchronisation in the step), fp16 with loss scaling on older GPUs, fp32 on
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 
 from ..errors import RaycellsError
@@ -23,7 +25,8 @@ def choose_precision(setting: str, device: torch.device) -> str:
     return setting
 
 
-def autocast(precision: str, device: torch.device) -> torch.autocast:
-    """The autocast context of `precision` (a no-op for fp32)."""
-    return torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.float32),
-                          enabled=precision in AUTOCAST)
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The autocast context of `precision` (none for fp32, on any device)."""
+    if precision not in AUTOCAST:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST[precision])

@@ -24,7 +24,10 @@ class BestModel:
         torch.set_num_threads(threads)
         self.tta = tta
         checkpoint = load_checkpoint(checkpoint)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        import ray
+
+        # The GPU Ray gave this actor, if any: CUDA may be visible to an actor given none.
+        self.device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
         self.model = create_model(checkpoint.model_name, len(checkpoint.classes))
         self.model.load_state_dict(checkpoint.best_model)
         self.model.to(self.device).eval()

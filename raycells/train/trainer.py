@@ -75,6 +75,7 @@ def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float =
 
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 1)), float(total.get("GPU", 0))
+    check_gpus_seen(placement, gpus, local_cuda_gpus())
     gpus_per_worker = placement.gpus_per_worker if placement.gpus_per_worker is not None else (
         1.0 if gpus >= 1 else 0.0)
     widths: list[int] = []
@@ -111,6 +112,26 @@ def plan_resources(placement: Placement, folds_to_run: int, driver_cpus: float =
                      gpus_per_worker=gpus_per_worker, threads=threads,
                      concurrent_folds=concurrent, widths=tuple(widths),
                      slots=max(workers * concurrent, *widths, 1))
+
+
+def local_cuda_gpus() -> int:
+    """How many GPUs PyTorch sees on this machine (0 without a CUDA build)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_gpus_seen(placement: Placement, ray_gpus: float, cuda_gpus: int) -> None:
+    """Refuse to fall back to CPUs without being asked when this machine has GPUs that the Ray
+    cluster does not offer (Ray started with CUDA_VISIBLE_DEVICES empty or --num-gpus 0): a run
+    meant for the GPUs would otherwise train for days on the CPUs."""
+    if placement.gpus_per_worker is None and cuda_gpus and not ray_gpus:
+        where = f"the Ray cluster at {placement.address}" if placement.address else "Ray"
+        raise RaycellsError(
+            f"PyTorch sees {cuda_gpus} GPU{'s' if cuda_gpus > 1 else ''} here but {where} offers "
+            f"none (it was started without them: CUDA_VISIBLE_DEVICES empty, or --num-gpus 0). "
+            f"Restart it so that it sees them (`ray stop`, then `ray start --head "
+            f"--num-gpus {cuda_gpus}`), or pass --gpus-per-worker 0 to train on the CPUs.")
 
 
 def init_ray(placement: Placement) -> None:
