@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,21 +110,33 @@ def draw_cell(code: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np
 
 
 def write_demo(folder: str | os.PathLike, *, seed: int = 0, largest: int = 300,
-               smallest: int = 12) -> Path:
+               smallest: int = 12, processes: int = 1) -> Path:
     """Write the demo dataset as `<folder>/<CLS>/<CLS>_NNNN.png` plus a marker file that labels
-    it synthetic. Returns the folder."""
+    it synthetic, drawing in `processes` processes. Returns the folder."""
     folder = Path(folder)
     counts = demo_counts(largest, smallest)
+    cells = []
     for class_index, code in enumerate(AML.codes):
         (folder / code).mkdir(parents=True, exist_ok=True)
-        for i in range(counts[code]):
-            rng = np.random.default_rng([seed, class_index, i])
-            Image.fromarray(draw_cell(code, rng)).save(folder / code / f"{code}_{i:04d}.png")
+        cells += [(folder, seed, class_index, i) for i in range(counts[code])]
+    if processes > 1:
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(_write_cell, cells, chunksize=64))
+    else:
+        for cell in cells:
+            _write_cell(cell)
     marker = {"synthetic": True, "generator": "raycells.data.demo", "version": DEMO_VERSION,
               "seed": seed, "counts": counts,
               "note": "SYNTHETIC images drawn by raycells for demos and tests; not real cells."}
     (folder / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return folder
+
+
+def _write_cell(cell: tuple[Path, int, int, int]) -> None:
+    folder, seed, class_index, i = cell
+    code = AML.codes[class_index]
+    image = draw_cell(code, np.random.default_rng([seed, class_index, i]))
+    Image.fromarray(image).save(folder / code / f"{code}_{i:04d}.png")
 
 
 def demo_dataset(seed: int = 0) -> Path:
