@@ -3,38 +3,115 @@ folds. The standard deviation is the sample one (ddof=1), as over cross-validati
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 DDOF = 1
 """Degrees of freedom of every standard deviation over folds."""
 
 
-def fold_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro F1 and per-class precision, sensitivity (recall), F1
-    and support for integer labels indexing `classes`."""
-    labels = np.arange(len(classes))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    return {
-        "images": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "per_class": {
-            code: {"precision": float(precision[i]), "sensitivity": float(recall[i]),
-                   "f1": float(f1[i]), "support": int(support[i])}
-            for i, code in enumerate(classes)
-        },
-    }
+@dataclass(frozen=True)
+class FoldTruth:
+    """A fold's test images: true labels (integers indexing `classes`) and class probabilities;
+    what every metric is computed from."""
+
+    y_true: np.ndarray
+    probs: np.ndarray
+    classes: list[str]
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def present(self) -> np.ndarray:
+        """The classes (indices) with at least one test image in the fold."""
+        return np.unique(self.y_true)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score of a fold's test predictions: its name (the key in metrics.json), how tables
+    name it, how it is computed, whether higher is better, and, for a per-class score, whether it
+    is defined for a class with no test image in the fold (none is: such a class gets no value,
+    not 0, and summaries average over the folds where it has one)."""
+
+    name: str
+    label: str
+    compute: Callable[..., float | None]
+    """(FoldTruth) -> value; per class: (FoldTruth, class index) -> value."""
+    per_class: bool = False
+    higher_is_better: bool = True
+    defined_when_absent: bool = False
+
+
+def _recall(truth: FoldTruth, index: int) -> float:
+    positive = truth.y_true == index
+    return float((truth.y_pred[positive] == index).mean())
+
+
+def _precision(truth: FoldTruth, index: int) -> float:
+    called = truth.y_pred == index
+    return float((truth.y_true[called] == index).mean()) if called.any() else 0.0
+
+
+def _f1(truth: FoldTruth, index: int) -> float:
+    precision, recall = _precision(truth, index), _recall(truth, index)
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _roc_auc(truth: FoldTruth, index: int) -> float | None:
+    positive = truth.y_true == index
+    return float(roc_auc_score(positive, truth.probs[:, index])) if (~positive).any() else None
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", "accuracy", lambda t: float(accuracy_score(t.y_true, t.y_pred))),
+    Metric("balanced_accuracy", "balanced accuracy",
+           lambda t: float(np.mean([_recall(t, i) for i in t.present]))),
+    Metric("macro_f1", "macro F1", lambda t: float(f1_score(
+        t.y_true, t.y_pred, labels=t.present, average="macro", zero_division=0))),
+    Metric("weighted_f1", "weighted F1", lambda t: float(f1_score(
+        t.y_true, t.y_pred, labels=t.present, average="weighted", zero_division=0))),
+    Metric("precision", "precision", _precision, per_class=True),
+    Metric("sensitivity", "sensitivity", _recall, per_class=True),
+    Metric("f1", "F1", _f1, per_class=True),
+    Metric("roc_auc", "ROC AUC", _roc_auc, per_class=True),
+)
+"""Every score of a fold, in table order. Balanced accuracy and the macro and weighted F1 average
+over the classes present in the fold's test part (`classes_scored` says how many)."""
+
+OVERALL = tuple(m for m in METRICS if not m.per_class)
+PER_CLASS = tuple(m for m in METRICS if m.per_class)
+
+
+def score_fold(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+               groups: dict[str, tuple[str, ...]] | None = None,
+               threshold: float = 0.5) -> dict[str, Any]:
+    """Every metric of `METRICS` for a fold's test images (integer labels indexing `classes`,
+    class probabilities), per class where the metric is, with None where it is undefined; the
+    group scores of `groups` (name -> member classes) at `threshold`. The one way a fold is
+    scored: the fold's metrics.json, `raycells evaluate` and the report all use it."""
+    truth = FoldTruth(np.asarray(y_true), np.asarray(probs, dtype=np.float64), list(classes))
+    present = set(truth.present.tolist())
+    scores: dict[str, Any] = {"images": len(truth.y_true), "classes_scored": len(present),
+                              "classes": len(classes)}
+    for metric in OVERALL:
+        scores[metric.name] = metric.compute(truth) if present else None
+    scores["per_class"] = {
+        code: {**{metric.name: metric.compute(truth, index)
+                  if index in present or metric.defined_when_absent else None
+                  for metric in PER_CLASS},
+               "support": int((truth.y_true == index).sum())}
+        for index, code in enumerate(classes)}
+    if groups:
+        scores["groups"] = {name: group_scores(truth.y_true, truth.probs, classes, members, threshold)
+                            for name, members in groups.items()}
+    return scores
 
 
 def group_probability(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
@@ -60,16 +137,6 @@ def group_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     }
 
 
-def one_vs_rest_auc(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float | None]:
-    """ROC AUC of each class against the rest; None for a class absent from (or alone in) the fold."""
-    out = {}
-    for index, code in enumerate(classes):
-        positive = y_true == index
-        out[code] = (float(roc_auc_score(positive, probs[:, index]))
-                     if positive.any() and (~positive).any() else None)
-    return out
-
-
 def confusion_scores(confusion: np.ndarray) -> dict[str, float]:
     """Accuracy, balanced accuracy and macro F1 from a confusion matrix (rows: truth), for the
     validation passes that only add up confusion matrices across workers."""
@@ -84,7 +151,8 @@ def confusion_scores(confusion: np.ndarray) -> dict[str, float]:
     return {
         "accuracy": float(hits.sum() / max(confusion.sum(), 1)),
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_f1": float(f1.mean()),  # over all classes, as f1_score(labels=all, zero_division=0)
+        # Over the classes present, as score_fold's: an absent class is not a failure.
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
     }
 
 
@@ -101,9 +169,9 @@ def mean_std(values: list[float], ddof: int = DDOF) -> tuple[float, float]:
 
 
 def summarize_folds(per_fold: dict[int, dict[str, Any]], ddof: int = DDOF) -> dict[str, Any]:
-    """Mean ± std (with `ddof`) over folds of every score the folds hold (`fold_metrics`' plus,
-    where present, weighted F1, per-class ROC AUC and the group scores); a score that is None in a
-    fold (undefined there) is left out of its mean."""
+    """Mean ± std (with `ddof`) over folds of every score of `METRICS` the folds hold, and of
+    the group scores; a score that is None in a fold (undefined there: a class without test
+    images) is left out of its mean, and each class's `folds` counts the folds it is scored in."""
     folds = sorted(per_fold)
 
     def over_folds(get) -> tuple[float, float] | None:
@@ -112,16 +180,16 @@ def summarize_folds(per_fold: dict[int, dict[str, Any]], ddof: int = DDOF) -> di
 
     first = per_fold[folds[0]] if folds else {"per_class": {}}
     summary: dict[str, Any] = {"ddof": ddof, "folds": folds}
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"):
-        if key in first:
-            summary[key] = over_folds(lambda fold, key=key: fold[key])
-    scores = [score for score in ("precision", "sensitivity", "f1", "roc_auc")
-              if score in next(iter(first["per_class"].values()), {})]
+    for metric in OVERALL:
+        if metric.name in first:
+            summary[metric.name] = over_folds(lambda fold, key=metric.name: fold.get(key))
     summary["per_class"] = {
         code: {
-            **{score: over_folds(lambda fold, code=code, score=score: fold["per_class"][code][score])
-               for score in scores},
+            **{metric.name: over_folds(lambda fold, code=code, key=metric.name:
+                                       fold["per_class"][code].get(key))
+               for metric in PER_CLASS if metric.name in first["per_class"][code]},
             "support": int(sum(per_fold[k]["per_class"][code]["support"] for k in folds)),
+            "folds": sum(per_fold[k]["per_class"][code]["support"] > 0 for k in folds),
         }
         for code in first["per_class"]
     }

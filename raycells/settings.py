@@ -339,11 +339,7 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
     file_values = read_config_file(config_file) if config_file else {}
     for key in ignore:  # tables of the file that another part of the command reads
         file_values.pop(key, None)
-    file_preset = file_values.pop("preset", None)
-    has_data = (flags or {}).get("data") or file_values.get("data")
-    preset = preset or file_preset or ("cpu" if has_data else "demo")
-    if preset not in PRESETS:
-        raise RaycellsError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    preset = resolve_preset(preset, file_values, flags)
     for layer in (PRESETS[preset], file_values, {k: v for k, v in (flags or {}).items() if v is not None}):
         for key, value in layer.items():
             if key == "augment" and isinstance(value, dict):
@@ -363,6 +359,18 @@ def build_settings(*, preset: str | None = None, config_file: str | Path | None 
     if values.get("weights"):  # read by the training workers, whose working folder is Ray's
         values["weights"] = str(Path(values["weights"]).expanduser().absolute())
     return settings_from_dict(values, origin=str(config_file) if config_file else "the settings")
+
+
+def resolve_preset(preset: str | None, file_values: dict[str, Any],
+                   flags: dict[str, Any] | None) -> str:
+    """The preset a command's settings start from: `preset` (--preset), else the config file's
+    "preset" (taken out of `file_values`), else cpu, or demo when no dataset is named."""
+    file_preset = file_values.pop("preset", None)
+    has_data = (flags or {}).get("data") or file_values.get("data")
+    preset = preset or file_preset or ("cpu" if has_data else "demo")
+    if preset not in PRESETS:
+        raise RaycellsError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    return preset
 
 
 def settings_from_dict(values: dict[str, Any], *, origin: str = "config.json") -> tuple[Experiment, Placement]:

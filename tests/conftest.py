@@ -60,14 +60,18 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def prediction_run():
     """Build a run directory over the classes MOB, MYO, NGS whose fold k holds the given
-    predictions [(label, [p_MOB, p_MYO, p_NGS]), ...]: prediction_run(folder, {k: rows}, total)."""
+    predictions [(label, [p_MOB, p_MYO, p_NGS]), ...]: prediction_run(folder, {k: rows}, total,
+    paper=True for a paper-preset run on the Munich AML images)."""
     classes = ["MOB", "MYO", "NGS"]
 
-    def build(folder: Path, folds: dict[int, list[tuple[str, list[float]]]], total: int | None = None) -> Path:
+    def build(folder: Path, folds: dict[int, list[tuple[str, list[float]]]], total: int | None = None,
+              paper: bool = False) -> Path:
         run = RunDir(folder / "run")
         run.path.mkdir(parents=True)
-        run.config.write_text(json.dumps({"data": {"classes": classes},
-                                          "settings": {"experiment": {"folds": total or len(folds)}}}))
+        config = {"data": {"classes": classes}, "settings": {"experiment": {"folds": total or len(folds)}}}
+        if paper:
+            config = {**config, "preset": "paper", "data": {**config["data"], "layout": "tcia-aml"}}
+        run.config.write_text(json.dumps(config))
         plan_rows = []
         for k, rows in folds.items():
             frame = pd.DataFrame({"path": [f"/f{k}/{i}.png" for i in range(len(rows))],

@@ -62,3 +62,60 @@ def test_extra_images_are_in_every_training_part_and_nothing_else(tmp_path, mate
 def test_extra_data_needs_a_mapping():
     with pytest.raises(RaycellsError, match="extra_map"):
         build_settings(flags={"data": "x", "extra_data": "y"})
+
+
+def test_extra_images_identical_to_the_runs_own_are_dropped_with_a_warning(tmp_path, pbc_dir):
+    """A byte-identical or re-encoded copy of a primary image among the extra images trained in
+    every fold while its twin sat in a test fold (24 of 24 in a small check)."""
+    from PIL import Image
+
+    eosinophils = sorted((pbc_dir / "eosinophil").iterdir())
+    lymphocytes = sorted((pbc_dir / "lymphocyte").iterdir())
+    for name, images in (("eosinophil", eosinophils[:10]), ("lymphocyte", lymphocytes[:10])):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for image in images:
+            (tmp_path / "data" / name / image.name).symlink_to(image)
+    extra = tmp_path / "extra" / "eosinophil"
+    extra.mkdir(parents=True)
+    for image in eosinophils[:4]:  # byte-identical twins
+        (extra / image.name).symlink_to(image)
+    with Image.open(eosinophils[4]) as picture:  # the same picture saved as PNG: other bytes
+        picture.save(extra / "reencoded.png")
+    for image in eosinophils[20:25]:  # new pictures
+        (extra / image.name).symlink_to(image)
+    # PBC file names give the fine label EO; the re-encoded copy has none: its folder's label
+    (tmp_path / "map.json").write_text(json.dumps({"EO": "eosinophil", "eosinophil": "eosinophil"}))
+    experiment, placement = build_settings(flags={
+        "data": str(tmp_path / "data"), "extra_data": str(tmp_path / "extra"),
+        "extra_map": str(tmp_path / "map.json"), "folds": 2, "batch_size": 4})
+    run = RunDir(tmp_path / "run")
+    _manifest, plan = prepare_run(run, experiment, placement, index_dataset(tmp_path / "data"),
+                                  resume=False)
+    assert (plan["fold"] == EXTRA_FOLD).sum() == 5
+    data = json.loads(run.config.read_text())["data"]
+    assert data["extra_training_images"] == {"eosinophil": 5}
+    assert any(w.startswith("5 of 10 extra images") and "dropped" in w for w in data["warnings"])
+
+
+def test_near_duplicate_chains_over_the_size_guard_are_not_merged():
+    """Difference hashes one bit apart chain: 0-1-2-...-9 joins 10 of 200 images, over 1 %, so
+    they are not kept together; a pair (2 images) is."""
+    import numpy as np
+    import pandas as pd
+
+    from raycells.data.duplicates import image_groups, near_groups, threshold_tradeoff
+
+    hashes = [(1 << i) - 1 for i in range(10)]  # each one more bit than the one before
+    rng = np.random.default_rng(0)
+    hashes += [int(h) for h in rng.integers(0, 2**62, 188, dtype=np.int64)]  # far from everything
+    hashes += [hashes[-1] ^ 0b1]  # a near pair with the last random image
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(len(hashes) + 1)],
+                          "label": "a", "sha1": [f"s{i}" for i in range(len(hashes) + 1)],
+                          "dhash": [f"{h:016x}" for h in hashes] + [None]})
+    labels, unmerged = near_groups(frame.iloc[:-1], max_bits=1)
+    assert unmerged == [10]
+    assert len(set(labels[:10])) == 10 and labels[197] == labels[198]
+    groups = image_groups(frame.iloc[:-1].assign(dhash=frame["dhash"]), near=True)  # NEAR_BITS 4
+    assert len(set(groups[:10])) == 10 and groups[197] == groups[198]
+    rows = {row["bits"]: row for row in threshold_tradeoff(frame, thresholds=(1, 2))}
+    assert rows[1]["largest_group"] == 10 and rows[1]["pairs"] == 10

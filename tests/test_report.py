@@ -68,11 +68,12 @@ def test_the_table_beside_the_paper_computes_standard_deviations_as_the_paper_do
 
     good = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
     bad = [("MOB", [0.2, 0.7, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
-    tables = {t.title: t for t in report_tables(score_run(prediction_run(tmp_path, {0: good, 1: bad})))}
+    tables = {t.title: t for t in report_tables(score_run(prediction_run(
+        tmp_path, {0: good, 1: bad}, paper=True)))}
     ours = next(row for row in tables["Per class"].rows if row[0] == "MOB")
-    beside = next(row for row in tables["Against Matek et al. 2019"].rows if row[0] == "MOB")
+    beside = next(row for row in tables["Against Matek et al. 2019 (preset paper)"].rows if row[0] == "MOB")
     assert ours[3] == "0.500 ± 0.707" and beside[4] == "0.50 ± 0.50"
-    assert "ddof=0" in tables["Against Matek et al. 2019"].note
+    assert "ddof=0" in tables["Against Matek et al. 2019 (preset paper)"].note
     assert "ddof=1" in tables["Overall"].note
 
 
@@ -125,10 +126,10 @@ def test_synthetic_runs_get_no_paper_table_and_confusions_follow_the_scheme(tmp_
     from raycells.report.writers import report_tables, write_report
 
     fold = [("MOB", [0.2, 0.7, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
-    scores = score_run(prediction_run(tmp_path, {0: fold, 1: fold}))
+    scores = score_run(prediction_run(tmp_path, {0: fold, 1: fold}, paper=True))
     titles = [t.title for t in report_tables(scores, synthetic=True)]
-    assert "Against Matek et al. 2019" not in titles and "Overall" in titles
-    assert "Against Matek et al. 2019" in [t.title for t in report_tables(scores)]
+    assert not any(t.startswith("Against Matek") for t in titles) and "Overall" in titles
+    assert "Against Matek et al. 2019 (preset paper)" in [t.title for t in report_tables(scores)]
     # The paper's order (NGS ... MYO ... MOB), as every table; the MOB cells called MYO.
     seen = {}
     original = __import__("raycells.report.plots", fromlist=["x"]).confusion_png
@@ -141,3 +142,49 @@ def test_synthetic_runs_get_no_paper_table_and_confusions_follow_the_scheme(tmp_
         patch.setattr("raycells.report.plots.confusion_png", spy)
         write_report(scores, tmp_path / "report")
     assert seen["confusion_counts.png"] == (["NGS", "MYO", "MOB"], [[2, 0, 0], [0, 2, 0], [0, 2, 0]])
+
+
+def test_a_class_missing_from_a_test_fold_is_shown_as_undefined(tmp_path, prediction_run):
+    """MYO has no test image in fold 0: it is scored over fold 1 alone, the table says so, and
+    fold 0's macro F1 is over the 2 classes it holds (not pulled down by a 0 for MYO)."""
+    from raycells.report.writers import report_tables
+
+    fold0 = [("MOB", [0.7, 0.2, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    fold1 = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    scores = score_run(prediction_run(tmp_path, {0: fold0, 1: fold1}))
+    assert scores.per_fold[0]["per_class"]["MYO"]["sensitivity"] is None
+    assert scores.per_fold[0]["macro_f1"] == 1.0 and scores.per_fold[0]["classes_scored"] == 2
+    assert scores.summary["per_class"]["MYO"]["sensitivity"] == (1.0, 0.0)
+    tables = {t.title: t for t in report_tables(scores)}
+    assert "MYO (1 of 2)" in tables["Per class"].note
+    assert "2 of 3 in fold 0" in tables["Overall"].note
+    empty = score_run(prediction_run(tmp_path / "b", {0: fold0, 1: fold0}))
+    row = next(r for r in report_tables(empty) if r.title == "Per class").rows
+    assert next(r for r in row if r[0] == "MYO")[2:5] == ["–", "–", "–"]
+
+
+def test_the_paper_table_only_stands_beside_runs_of_the_papers_protocol(tmp_path, prediction_run):
+    """A cpu-preset run (or one whose preset is not recorded) on AML classes gets no table beside
+    Matek et al. 2019, and the per-class table says why; a paper run on tcia-aml data gets it."""
+    from raycells.report.writers import report_tables
+
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    other = {t.title: t for t in report_tables(score_run(prediction_run(tmp_path / "a", {0: fold, 1: fold})))}
+    assert not any(title.startswith("Against Matek") for title in other)
+    assert "preset not recorded, layout unknown" in other["Per class"].note
+    paper = [t.title for t in report_tables(score_run(prediction_run(tmp_path / "b", {0: fold, 1: fold},
+                                                                     paper=True)))]
+    assert "Against Matek et al. 2019 (preset paper)" in paper
+
+
+def test_the_run_table_shows_the_optimizer_steps_each_fold_took(tmp_path, prediction_run):
+    import pandas as pd
+
+    from raycells.report.writers import report_tables
+
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    run = prediction_run(tmp_path, {0: fold, 1: fold})
+    for k, steps in ((0, [12, 12]), (1, [12, 11])):
+        pd.DataFrame({"epoch": [1, 2], "steps": steps}).to_csv(run / f"fold-{k}" / "history.csv", index=False)
+    rows = dict(map(tuple, next(t for t in report_tables(score_run(run)) if t.title == "Run").rows))
+    assert rows["optimizer steps"] == "fold 0: 24, fold 1: 23 (11-12 per epoch)"

@@ -143,3 +143,21 @@ def test_a_transfers_fine_tuning_is_named_either_way_and_asha_waits_for_it():
         check_space(base, {"transfer.lr": [0.1], "lr": [0.2]})
     with pytest.raises(RaycellsError, match="only a transfer has a fine-tuning phase"):
         with_overrides(plain, {"transfer.epochs": 3})
+
+
+def test_trials_are_scored_at_the_epoch_their_run_would_keep():
+    """A preset that keeps the last epoch (paper) tests the last epoch's network: a trial that
+    peaked early and then fell is scored where it ends, not at its peak."""
+    from raycells.runs.tune import kept_scores
+
+    history = pd.DataFrame({
+        "fold": [0, 0, 0, 1, 1, 1], "epoch": [1, 2, 3, 1, 2, 3],
+        "val_macro_f1": [0.9, 0.5, 0.4, 0.6, 0.6, 0.7],
+        "val_loss": [0.3, 0.8, 0.9, 0.5, 0.4, 0.45],
+        "val_accuracy": [0.91, 0.52, 0.41, 0.61, 0.62, 0.71]})
+    assert kept_scores(history, "val_macro_f1", "last").tolist() == [0.4, 0.7]
+    assert kept_scores(history, "val_macro_f1", "best").tolist() == [0.9, 0.7]
+    # Another metric is read at the epoch macro F1 and loss pick, as the loop keeps it.
+    assert kept_scores(history, "val_accuracy", "best").tolist() == [0.91, 0.71]
+    tie = history.assign(val_macro_f1=[0.5, 0.5, 0.5, 0.6, 0.6, 0.6])
+    assert kept_scores(tie, "val_accuracy", "best").tolist() == [0.91, 0.62]  # lowest loss

@@ -27,7 +27,7 @@ from ..errors import RaycellsError
 from ..runs.rundir import RunDir
 from ..runs.setup import run_settings
 from ..runs.tune import search_overlap
-from ..settings import Experiment, Placement
+from ..settings import Experiment, Placement, read_config_file, resolve_preset
 
 console = Console(soft_wrap=True)
 """Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
@@ -179,6 +179,12 @@ def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
         return experiment, placement, None
     experiment, manifest = with_dataset(experiment)
     return experiment, placement, manifest
+
+
+def chosen_preset(preset: str | None, config: Path | None, flags: dict[str, Any]) -> str:
+    """The name of the preset the settings started from (recorded in config.json: the report's
+    comparison with Matek et al. needs the paper's)."""
+    return resolve_preset(preset, read_config_file(config) if config else {}, flags)
 
 
 def with_dataset(experiment: Experiment) -> tuple[Experiment, Manifest]:

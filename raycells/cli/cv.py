@@ -9,7 +9,7 @@ from typing import Any
 from ..runs.cv import run_cv
 from ..runs.setup import open_run
 from ..runs.tune import check_search
-from .common import check_chosen_on_other_images, reported_errors, settings_and_data
+from .common import check_chosen_on_other_images, chosen_preset, reported_errors, settings_and_data
 from .live import FoldsDisplay, print_folds
 from .options import (
     TRACKED,
@@ -42,6 +42,7 @@ def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1"
         experiment, placement, manifest = settings_and_data(run, flags, preset=preset,
                                                             config=config, resume=resume,
                                                             ignore=("space",))
+        started_from = chosen_preset(preset, config, flags)
         if nested:
             check_search(experiment, nested.space, samples=nested.samples, metric=nested.metric)
         if config and manifest is not None:
@@ -49,7 +50,7 @@ def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1"
         display, started = FoldsDisplay(), time.monotonic()
         result = display.run(
             lambda: run_cv(run.path, experiment, placement, manifest=manifest, resume=resume,
-                           events=display.event, nested=nested),
+                           events=display.event, nested=nested, extra={"preset": started_from}),
             run.path, "Finished folds and checkpoints are kept: continue with "
                       f"`raycells cv --resume --out {run.path}`.", command="cv")
     print_folds(result, time.monotonic() - started)

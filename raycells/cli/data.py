@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..data.demo import write_demo
-from ..data.duplicates import NEAR_BITS
+from ..data.duplicates import MAX_NEAR_GROUP, NEAR_BITS
 from ..data.images import MAX_PIXELS
 from ..data.manifest import write_manifest
 from ..data.shortcuts import AUC_LIMIT
@@ -155,6 +155,11 @@ def _render(summary: DatasetSummary) -> None:
                   f"{len(summary.near_duplicates)} pairs; `cv --group-near-duplicates` keeps each "
                   "pair in one fold")
     _print_sets(summary.near_duplicates)
+    trade = "; ".join(f"{row['bits']} bits: {row['pairs']:,} pairs, largest group {row['largest_group']:,}"
+                      for row in summary.near_thresholds)
+    console.print(f"  The threshold's trade-off ({NEAR_BITS} is used; a looser one chains pairs into "
+                  f"groups, a group over {MAX_NEAR_GROUP:.0%} of the images is not kept together): "
+                  f"{trade}", highlight=False)
 
     check = summary.shortcuts
     console.print(f"[bold]Shortcut check[/] ({summary.labels} labels: image facts alone, a random "

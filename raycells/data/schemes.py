@@ -136,6 +136,12 @@ def scheme_for(labels: set[str] | list[str]) -> Scheme | None:
     return None
 
 
+def scheme_groups(classes: list[str]) -> dict[str, tuple[str, ...]] | None:
+    """The class groups (blasts, atypical cells) of the scheme of `classes`, if it has any."""
+    scheme = scheme_for(classes)
+    return scheme.groups if scheme and scheme.groups else None
+
+
 def full_names(codes: list[str]) -> dict[str, str]:
     """The full name of each class code (a scheme's class, or a PBC fine label); a code no scheme
     knows is its own name."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .duplicates import DuplicateSet, exact_sets, near_pairs
+from .duplicates import DuplicateSet, exact_sets, near_pairs, threshold_tradeoff
 from .images import mode_note
 from .manifest import Manifest, Problem, training_labels
 from .schemes import PBC_FINE_LABELS, scheme_for
@@ -42,6 +42,8 @@ class DatasetSummary:
     duplicates: list[DuplicateSet]
     """Byte-identical files; those under different labels are label conflicts."""
     near_duplicates: list[DuplicateSet]
+    near_thresholds: list[dict[str, int]]
+    """What each near-duplicate threshold would group (`threshold_tradeoff`)."""
     shortcuts: ShortcutCheck
     too_small: list[tuple[str, int]] = field(default_factory=list)
     """(class, images) for classes with fewer images than folds."""
@@ -77,6 +79,7 @@ def summarize(manifest: Manifest, *, folds: int = 5, labels: str = "class") -> D
         modes=[(mode, n, mode_note(mode)) for mode, n in modes.most_common()],
         skipped=list(manifest.skipped), unreadable=list(manifest.unreadable),
         duplicates=exact_sets(trained), near_duplicates=near_pairs(trained),
+        near_thresholds=threshold_tradeoff(trained),
         shortcuts=check_shortcuts(trained),
         too_small=[(code, n) for code, n in counts.items() if n < folds],
         folds=folds, labels=labels, warnings=list(manifest.warnings),

@@ -5,9 +5,11 @@ share the same fold plan. Runs on different fold plans are shown side by side bu
 The test is Nadeau and Bengio's corrected resampled t-test (Machine Learning 52, 2003; as
 recommended for k-fold CV by Bouckaert and Frank, 2004): the folds' training parts overlap, so
 their differences are correlated and the plain paired t-test is over-confident. The variance of
-the mean difference is inflated from var/J to (1/J + n_test/n_train) * var, with n_test/n_train =
-1/(k-1) for k folds; two-sided, J-1 degrees of freedom. The per-class p-values of each score carry
-a Holm correction over the classes (a family of as many tests as classes).
+the mean difference is inflated from var/J to (1/J + n_test/n_train) * var, with n_test and
+n_train the images a fold tests and trains on, from the fold plan (the inner validation hold-out
+is not trained on, extra training images are; 1/(k-1) without either); two-sided, J-1 degrees of
+freedom. The per-class p-values of each score carry a Holm correction over the classes (a family
+of as many tests as classes).
 
 Why a t-test: with 5 folds the Wilcoxon signed-rank test cannot reach p < 0.05 (its smallest
 two-sided p is 1/16), so it could never flag a difference.
@@ -38,8 +40,8 @@ class Comparison:
     """True when both runs used the same fold plan; only then are p-values given."""
     folds: list[int]
     """Folds both runs have (the pairs, when paired)."""
-    plan_folds: int
-    """Folds of the shared plan (k), for the test's n_test/n_train = 1/(k-1)."""
+    test_train_ratio: float | None
+    """n_test/n_train of the shared plan, for the test's correction (None: no training part)."""
     overall: dict[str, dict[str, Any]]
     """score -> {baseline, other, difference, p_value}."""
     per_class: dict[str, dict[str, dict[str, Any]]]
@@ -54,10 +56,10 @@ def compare(runs: list[RunScores]) -> list[Comparison]:
 def _compare(baseline: RunScores, other: RunScores) -> Comparison:
     paired = baseline.plan_id == other.plan_id
     folds = sorted(set(baseline.folds) & set(other.folds))
-    k = len(baseline.folds) + len(baseline.missing)
+    ratio = baseline.test_train_ratio
 
     def entry(get):
-        return _entry(baseline, other, folds if paired else [], k, get)
+        return _entry(baseline, other, folds if paired and ratio else [], ratio, get)
 
     overall = {key: entry(lambda f, key=key: f[key]) for key in OVERALL}
     classes = [code for code in baseline.classes if code in other.classes]
@@ -68,20 +70,22 @@ def _compare(baseline: RunScores, other: RunScores) -> Comparison:
         adjusted = holm([per_class[code][score]["p_value"] for code in classes])
         for code, p in zip(classes, adjusted):
             per_class[code][score]["p_holm"] = p
-    return Comparison(baseline=baseline, other=other, paired=paired, folds=folds, plan_folds=k,
+    return Comparison(baseline=baseline, other=other, paired=paired, folds=folds,
+                      test_train_ratio=ratio,
                       overall=overall, per_class=per_class)
 
 
-def corrected_t_test(differences: np.ndarray, folds: int) -> float | None:
+def corrected_t_test(differences: np.ndarray, test_train_ratio: float) -> float | None:
     """Two-sided p-value of Nadeau and Bengio's corrected resampled t-test for the per-fold
-    differences of a k-fold CV (k = `folds`); None when it is undefined (fewer than 2 pairs, or
-    no variation)."""
+    differences of a CV whose folds test n_test and train on n_train images (`test_train_ratio`
+    = n_test/n_train; 1/(k-1) for a plain k-fold CV); None when it is undefined (fewer than 2
+    pairs, or no variation)."""
     d = np.asarray(differences, dtype=np.float64)
     if len(d) < 2:
         return None
     if np.ptp(d) < 1e-12:  # the same difference in every fold: the test says nothing
         return None
-    statistic = d.mean() / np.sqrt(d.var(ddof=1) * (1 / len(d) + 1 / (folds - 1)))
+    statistic = d.mean() / np.sqrt(d.var(ddof=1) * (1 / len(d) + test_train_ratio))
     return float(2 * student_t.sf(abs(statistic), df=len(d) - 1))
 
 
@@ -96,11 +100,15 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def _entry(baseline: RunScores, other: RunScores, pairs: list[int], plan_folds: int,
+def _entry(baseline: RunScores, other: RunScores, pairs: list[int], ratio: float | None,
            get) -> dict[str, Any]:
-    a = [get(baseline.per_fold[k]) for k in baseline.folds]
-    b = [get(other.per_fold[k]) for k in other.folds]
-    differences = [get(other.per_fold[k]) - get(baseline.per_fold[k]) for k in pairs]
-    return {"baseline": float(np.mean(a)), "other": float(np.mean(b)),
-            "difference": float(np.mean(b) - np.mean(a)),
-            "p_value": corrected_t_test(differences, plan_folds) if pairs else None}
+    """A score of both runs (means over the folds where it is defined: None where it is in none)
+    and, for `pairs`, the test over the folds where both define it."""
+    a = [v for v in (get(baseline.per_fold[k]) for k in baseline.folds) if v is not None]
+    b = [v for v in (get(other.per_fold[k]) for k in other.folds) if v is not None]
+    differences = [get(other.per_fold[k]) - get(baseline.per_fold[k]) for k in pairs
+                   if get(other.per_fold[k]) is not None and get(baseline.per_fold[k]) is not None]
+    mean_a, mean_b = (float(np.mean(a)) if a else None), (float(np.mean(b)) if b else None)
+    return {"baseline": mean_a, "other": mean_b,
+            "difference": mean_b - mean_a if a and b else None,
+            "p_value": corrected_t_test(differences, ratio) if differences else None}

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.metrics import confusion_matrix, f1_score, roc_curve
+from sklearn.metrics import confusion_matrix, roc_curve
 
 from ..data.schemes import scheme_for
 from ..errors import RaycellsError
-from ..metrics import fold_metrics, group_probability, group_scores, one_vs_rest_auc, summarize_folds
+from ..metrics import group_probability, score_fold, summarize_folds
 from ..runs.rundir import RunDir
 
 
@@ -38,6 +38,10 @@ class RunScores:
     """Confusion matrix summed over the folds present (rows: truth, columns: prediction)."""
     plan_id: str
     """Fingerprint of the fold plan: runs with the same one can be paired fold by fold."""
+    test_train_ratio: float | None
+    """Images a fold tests over images it trains on, averaged over the plan's folds (the inner
+    validation hold-out not trained on, extra images in): the corrected t-test's n_test/n_train.
+    None when no fold has a training part (an evaluation)."""
     threshold: float
     curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
     """ROC curve (fpr, tpr) of each group score (blast, atypical) in each fold."""
@@ -81,14 +85,9 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         y_true = np.searchsorted(classes, predictions["label"].to_numpy())
         probs = predictions[[f"prob_{code}" for code in classes]].to_numpy(dtype=np.float64)
         y_pred = probs.argmax(axis=1)
-        scores = fold_metrics(y_true, y_pred, classes)
-        scores["weighted_f1"] = float(f1_score(y_true, y_pred, labels=np.arange(len(classes)),
-                                               average="weighted", zero_division=0))
-        for code, auc in one_vs_rest_auc(y_true, probs, classes).items():
-            scores["per_class"][code]["roc_auc"] = auc
+        scores = score_fold(y_true, probs, classes, groups=scheme.groups if scheme else None,
+                            threshold=threshold)
         if scheme is not None:
-            scores["groups"] = {name: group_scores(y_true, probs, classes, members, threshold)
-                                for name, members in scheme.groups.items()}
             for name, members in scheme.groups.items():
                 positive, score = group_probability(y_true, probs, classes, members)
                 if positive.any() and (~positive).any():
@@ -100,7 +99,8 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], damaged=damaged,
         per_fold=per_fold, summary=summarize_folds(per_fold), confusion=confusion,
-        plan_id=_plan_id(run.read_plan()), threshold=threshold, curves=curves,
+        plan_id=_plan_id(run.read_plan()), test_train_ratio=test_train_ratio(run.read_plan(), folds_total),
+        threshold=threshold, curves=curves,
         chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None},
         config=config, histories=_histories(run, present),
         finished_at=max((run.fold(k) / "metrics.json").stat().st_mtime for k in present)
@@ -129,6 +129,18 @@ def _read_predictions(path: Path, classes: list[str]) -> pd.DataFrame | str:
     if lacking:
         return f"{path} lacks the columns {', '.join(lacking)}"
     return predictions
+
+
+def test_train_ratio(plan: pd.DataFrame, folds: int) -> float | None:
+    """Mean test part over mean training part of the plan's `folds` folds, counting the images
+    a fold really trains on: not its inner validation split, and the extra images (fold -1)."""
+    tested, trained = [], []
+    for k in range(folds):
+        test = plan["fold"].to_numpy() == k
+        val = plan[f"val_{k}"].to_numpy() if f"val_{k}" in plan else np.zeros(len(plan), bool)
+        tested.append(test.sum())
+        trained.append((~test & ~val).sum())
+    return float(np.mean(tested) / np.mean(trained)) if np.mean(trained) > 0 else None
 
 
 def _plan_id(plan: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ embedded), JSON and CSV, plus the PNG pictures, into <run>/report/."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import html
 import re
@@ -37,8 +38,8 @@ class Table:
         return bool(cells) and all(NUMBER.match(cell) for cell in cells)
 
 
-NUMBER = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?%?$|^n/a$")
-"""A table cell that is a number, or a mean ± std."""
+NUMBER = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?%?$|^n/a$|^–$")
+"""A table cell that is a number, or a mean ± std (– where a score is undefined)."""
 
 
 def report_tables(scores: RunScores, *, synthetic: bool = False,
@@ -66,7 +67,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
                                                 ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))],
         note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
               + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
-              f"with ddof={s['ddof']} (sample standard deviation).")))
+              f"with ddof={s['ddof']} (sample standard deviation)." + _classes_scored(scores))))
     if scores.chosen:
         tables.append(Table(
             "Settings chosen in each fold", ["fold", "chose"],
@@ -75,7 +76,15 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             note="Nested selection: each fold's search ran on its training part only (trials "
                  "scored on its inner validation split), so the scores estimate the whole "
                  "procedure, search included."))
-    tables.append(per_class_table(s, scores.classes))
+    per_class = per_class_table(s, scores.classes)
+    paper_run = paper_protocol(scores.config)
+    if scores.scheme == "aml" and not synthetic and not paper_run:
+        per_class = dataclasses.replace(per_class, note=" ".join(filter(None, (
+            per_class.note, f"No comparison with Matek et al. 2019: it is made for runs of the "
+            f"paper or paper-plus preset on the Munich AML images (layout tcia-aml); this run: "
+            f"preset {scores.config.get('preset', 'not recorded')}, layout "
+            f"{scores.config.get('data', {}).get('layout', 'unknown')}."))))
+    tables.append(per_class)
     if s.get("groups"):
         tables.append(Table(
             "Blasts and atypical cells", ["group", "classes", "ROC AUC", f"sensitivity at {scores.threshold:g}",
@@ -83,7 +92,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             [[name, " + ".join(scheme.groups[name]), pm(g["roc_auc"]), pm(g["sensitivity"]),
               pm(g["specificity"])] for name, g in s["groups"].items()],
             note="P(group) is the sum of the member classes' probabilities."))
-    if scores.scheme == "aml" and not synthetic:  # synthetic cells have nothing to compare
+    if scores.scheme == "aml" and not synthetic and paper_run:  # as the paper's protocol
         beside = summarize_folds(scores.per_fold, ddof=PAPER_DDOF)  # as the paper computes them
         rows = []
         for code in order:
@@ -96,13 +105,50 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
             rows.append([f"{name} ROC AUC", pm(ours, 3), pm((mean, std), 3), diff(ours, (mean, std), 3),
                          "", "", ""])
         tables.append(Table(
-            "Against Matek et al. 2019", ["class", "precision (ours)", "precision (paper)", "difference",
-                                          "sensitivity (ours)", "sensitivity (paper)", "difference"],
+            f"Against Matek et al. 2019 (preset {scores.config['preset']})",
+            ["class", "precision (ours)", "precision (paper)", "difference", "sensitivity (ours)",
+             "sensitivity (paper)", "difference"],
             rows, note=f"Standard deviations over folds in this table with ddof={PAPER_DDOF} "
             "(population), ours and theirs alike: the paper's figures are consistent with it "
             "(LYA precision 0.20 ± 0.40 from the fold values 1, 0, 0, 0, 0). Other tables use "
             f"ddof={s['ddof']}. {paper.CITATION}", optional=("difference",)))
     return tables
+
+
+PAPER_PRESETS = ("paper", "paper-plus")
+
+
+def paper_protocol(config: dict[str, Any]) -> bool:
+    """Whether a run's scores can stand beside Matek et al. 2019's: a paper or paper-plus run
+    (config.json's preset) on the Munich AML images (tcia-aml layout)."""
+    return (config.get("preset") in PAPER_PRESETS
+            and config.get("data", {}).get("layout") == "tcia-aml")
+
+
+def _steps(histories: dict[int, pd.DataFrame]) -> str:
+    """The optimizer steps each fold took (per epoch when they differ), from history.csv."""
+    folds = {k: h["steps"].astype(int).tolist() for k, h in sorted(histories.items())
+             if "steps" in h}
+    if not folds:
+        return ""
+    totals = {k: sum(steps) for k, steps in folds.items()}
+    per_epoch = sorted({n for steps in folds.values() for n in steps})
+    epochs = (f"{per_epoch[0]:,} per epoch" if len(per_epoch) == 1
+              else f"{per_epoch[0]:,}-{per_epoch[-1]:,} per epoch")
+    if len(set(totals.values())) == 1:
+        return f"{next(iter(totals.values())):,} per fold ({epochs})"
+    return ", ".join(f"fold {k}: {n:,}" for k, n in totals.items()) + f" ({epochs})"
+
+
+def _classes_scored(scores: RunScores) -> str:
+    """Which folds' test parts lack classes: their macro scores average over fewer."""
+    short = {k: f["classes_scored"] for k, f in sorted(scores.per_fold.items())
+             if f.get("classes_scored", len(scores.classes)) < len(scores.classes)}
+    if not short:
+        return ""
+    return (" Balanced accuracy and the macro and weighted F1 average over the classes with test "
+            "images in the fold: " + ", ".join(f"{n} of {len(scores.classes)} in fold {k}"
+                                                for k, n in short.items()) + ".")
 
 
 def run_table(scores: RunScores) -> Table:
@@ -131,6 +177,7 @@ def run_table(scores: RunScores) -> Table:
           if config.get("weights") else []),
         ["raycells", f"{config.get('raycells', '?')}, git {revision[:10]}"
                      + (" with uncommitted changes" if config.get("git_dirty") else "")],
+        *([["optimizer steps", _steps(scores.histories)]] if _steps(scores.histories) else []),
         ["hardware", hardware + (f" ({', '.join(precisions)})" if precisions else "")],
         ["command", config.get("command_line") or config.get("command", "?")],
     ]
@@ -154,9 +201,14 @@ def per_class_table(summary: dict[str, Any], classes: list[str], title: str = "P
                                               ("sensitivity", "sensitivity"), ("f1", "F1"),
                                               ("roc_auc", "ROC AUC"))
               if key in rows[order[0]]]
+    folds = len(summary.get("folds", []))
+    partly = [f"{code} ({rows[code]['folds']} of {folds})" for code in order
+              if "folds" in rows[code] and rows[code]["folds"] < folds]
+    note = ("Scored only in the folds whose test part holds the class: "
+            + ", ".join(partly) + f"; {UNDEFINED}: in none.") if partly else ""
     return Table(title, ["class", "name", *(label for _, label in scores), "images"],
                  [[code, names.get(code, ""), *(pm(rows[code][key]) for key, _ in scores),
-                   f"{rows[code]['support']:,}"] for code in order], optional=("name",))
+                   f"{rows[code]['support']:,}"] for code in order], optional=("name",), note=note)
 
 
 def comparison_tables(comparisons) -> list[Table]:
@@ -167,11 +219,11 @@ def comparison_tables(comparisons) -> list[Table]:
         how = (f"Same fold plan, paired over folds {', '.join(map(str, c.folds))}: {TEST}." if c.paired
                else "Different fold plans: shown side by side, not paired (no p-values).")
         headers = ["score", a, b, "difference", "p"]
-        rows = [[key.replace("_", " "), f"{e['baseline']:.3f}", f"{e['other']:.3f}",
-                 f"{e['difference']:+.3f}", _p(e["p_value"])] for key, e in c.overall.items()]
+        rows = [[key.replace("_", " "), _num(e["baseline"]), _num(e["other"]),
+                 _num(e["difference"], "+.3f"), _p(e["p_value"])] for key, e in c.overall.items()]
         tables.append(Table(f"{b} against {a}: overall (means over folds)", headers, rows, note=how))
-        rows = [[f"{code} {score}", f"{e['baseline']:.3f}", f"{e['other']:.3f}",
-                 f"{e['difference']:+.3f}", _p(e["p_value"]), _p(e["p_holm"])]
+        rows = [[f"{code} {score}", _num(e["baseline"]), _num(e["other"]),
+                 _num(e["difference"], "+.3f"), _p(e["p_value"]), _p(e["p_holm"])]
                 for code, scores in c.per_class.items() for score, e in scores.items()]
         tables.append(Table(f"{b} against {a}: per class", [*headers, "p (Holm)"], rows,
                             note="p (Holm): corrected over the classes, for each score."
@@ -195,6 +247,10 @@ def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
 def settings_text(params: dict[str, Any]) -> str:
     """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return UNDEFINED if value is None else format(value, spec)
 
 
 def _p(value: float | None) -> str:
@@ -257,12 +313,16 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
             **pictures}
 
 
+UNDEFINED = "–"
+"""How a table shows a score that is undefined (a class with no test image in any fold)."""
+
+
 def pm(value: tuple[float, float] | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+    return UNDEFINED if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
 def diff(ours: tuple[float, float] | None, theirs: tuple[float, float], digits: int = 2) -> str:
-    return "n/a" if ours is None else f"{ours[0] - theirs[0]:+.{digits}f}"
+    return UNDEFINED if ours is None else f"{ours[0] - theirs[0]:+.{digits}f}"
 
 
 def _markdown(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:

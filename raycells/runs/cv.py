@@ -28,9 +28,10 @@ import pandas as pd
 
 from ..data.folds import fold_parts
 from ..data.manifest import Manifest
+from ..data.schemes import scheme_groups
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
-from ..metrics import fold_metrics, summarize_folds
+from ..metrics import score_fold, summarize_folds
 from ..settings import Experiment, Placement, as_dict, with_overrides
 from ..train.checkpoint import load_checkpoint
 from ..train.predict import predict_rows, predictions_frame
@@ -182,7 +183,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     predictions = predictions_frame(plan, classes, rows, probs, fold)
     with atomic_path(fold_dir / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp, index=False)
-    metrics = fold_metrics(labels[rows], probs.argmax(1), classes)
+    metrics = score_fold(labels[rows], probs, classes, groups=scheme_groups(classes))
     metrics.update(fold=fold, best_epoch=progress.best["epoch"], epochs=len(progress.history),
                    restored_from_epochs=progress.restored_from,
                    seconds=round(time.time() - started, 1), fit_seconds=round(fit_seconds, 1),

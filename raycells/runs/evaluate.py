@@ -21,9 +21,10 @@ import pandas as pd
 from ..data.cache import image_cache
 from ..data.extra import load_mapping, mapped_extra
 from ..data.manifest import Manifest, training_labels, write_manifest
+from ..data.schemes import scheme_groups
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
-from ..metrics import fold_metrics
+from ..metrics import score_fold
 from ..settings import Placement
 from ..train.predict import predict_rows, predictions_frame
 from ..train.trainer import init_ray
@@ -100,7 +101,7 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     predictions = predictions_frame(plan, classes, rows, probs, fold=0)
     with atomic_path(run.fold(0) / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp, index=False)
-    metrics = fold_metrics(labels, probs.argmax(1), classes)
+    metrics = score_fold(labels, probs, classes, groups=scheme_groups(classes))
     write_json(run.fold(0) / "metrics.json", {**metrics, "models": folds})
     return Evaluation(run_dir=run.path, classes=classes, folds=folds, metrics=metrics,
                       left_out=left_out)

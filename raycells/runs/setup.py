@@ -14,15 +14,17 @@ import numpy as np
 import pandas as pd
 
 from ..data.cache import image_cache
-from ..data.duplicates import exact_sets
+from ..data.duplicates import MAX_NEAR_GROUP, exact_sets, near_groups, near_to
 from ..data.extra import EXTRA_FOLD, load_mapping, mapped_extra, with_extra
-from ..data.folds import copy_folds, make_folds, small_classes
+from ..data.folds import copy_folds, fold_parts, make_folds, small_classes
 from ..data.index import open_dataset
 from ..data.manifest import Manifest, fingerprint, read_manifest, training_labels, write_manifest
+from ..data.sampling import expected_copies
 from ..data.shortcuts import check_shortcuts
 from ..errors import RaycellsError
 from ..files import check_writable
 from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
+from ..train.job import step_batch
 from ..train.models import create_model, load_weights
 from ..train.trainer import init_ray
 from .rundir import RunDir, write_config, write_plan
@@ -53,6 +55,36 @@ def open_run(out: str | Path | None, command: str, *, resume: bool = False,
             "choose another --out")
         raise RaycellsError(f"{run.path} already holds a run: {how}.")
     return run
+
+
+def check_classes(labels: pd.Series, root: str, dropped: dict[str, int]) -> None:
+    """Refuse to train a classifier on fewer than two classes: every score would be 1."""
+    found = sorted(labels.unique())
+    if len(found) < 2:
+        why = (f" ({', '.join(dropped)} left out by --drop-small-classes: fewer images than "
+               "folds)" if dropped else "")
+        raise RaycellsError(f"{root}: {len(found)} class{'' if len(found) == 1 else 'es'} to train on"
+                            f"{' (' + found[0] + ')' if found else ''}{why}: a classifier needs at "
+                            "least two. Point --data at a folder with a subfolder per class, or "
+                            "a CSV with a label column of two or more labels.")
+
+
+def check_batches(experiment: Experiment, plan: pd.DataFrame) -> None:
+    """Refuse a fold whose training part draws fewer images an epoch than one batch: with the
+    last part batch dropped, every epoch would train no step, and the untrained network would be
+    scored as if it were trained."""
+    classes = sorted(plan["label"].unique())
+    labels = np.searchsorted(classes, plan["label"].to_numpy())
+    batch = step_batch(experiment, 1)
+    for fold in range(experiment.folds):
+        counts = np.bincount(labels[fold_parts(plan, fold)["train"]], minlength=len(classes))
+        drawn = int((counts * expected_copies(experiment.sampling, counts)).sum())
+        if drawn < batch:
+            raise RaycellsError(
+                f"fold {fold}'s training part draws {drawn} images an epoch, fewer than one batch "
+                f"of {batch} (--batch-size): no epoch would train a step, and the untrained "
+                f"network would be scored. Lower --batch-size to {max(1, drawn // 2)} or so (at "
+                "most the images an epoch draws), or give the run more images.")
 
 
 def run_settings(run: RunDir, flags: dict[str, Any], *, preset: str | None = None,
@@ -88,6 +120,7 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
     warnings = [*warnings, *conflicts, *check_shortcuts(frame, seed=experiment.seed).warnings()]
     base, frame = manifest.frame[keep].reset_index(drop=True), frame[keep].reset_index(drop=True)
     dropped = small_classes(frame["label"], experiment.folds) if experiment.drop_small_classes else {}
+    check_classes(frame["label"][~frame["label"].isin(dropped)], manifest.root, dropped)
     if experiment.folds_from:
         source = RunDir(experiment.folds_from)
         if not source.folds.is_file():
@@ -100,6 +133,13 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
                           val_fraction=experiment.val_fraction,
                           drop_small=experiment.drop_small_classes,
                           near_duplicates=experiment.group_near_duplicates)
+        if experiment.group_near_duplicates:
+            unmerged = near_groups(frame)[1]
+            if unmerged:
+                warnings.append(
+                    f"near-duplicates chain {len(unmerged)} group(s) of {', '.join(map(str, unmerged))} "
+                    f"images, each over {MAX_NEAR_GROUP:.0%} of the data: not kept together (one "
+                    "group would fill a test fold); `raycells data inspect` shows the pairs.")
     start = {}
     if experiment.weights:  # a file that is no fitting state dict is named before Ray starts
         network = create_model(experiment.model, plan["label"].nunique())
@@ -112,9 +152,17 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         added = mapped_extra(open_dataset(experiment.extra_data,
                                           allow_outside=experiment.allow_outside),
                              load_mapping(experiment.extra_map), set(plan["label"]))
+        twins = near_to(added, used)
+        if twins.any():
+            warnings.append(
+                f"{int(twins.sum())} of {len(added)} extra images (--extra-data "
+                f"{experiment.extra_data}) are identical or near-identical to images of the run "
+                "and were dropped: a copy trained on would sit beside its twin in a test fold.")
+            added = added[~twins].reset_index(drop=True)
         plan = with_extra(plan, added, experiment.folds)
         used = pd.concat([used, added[used.columns]], ignore_index=True)
         extra_counts = {str(k): int(n) for k, n in sorted(added["label"].value_counts().items())}
+    check_batches(experiment, plan)
     used_manifest = Manifest(frame=used, root=manifest.root, layout=manifest.layout,
                              source=manifest.source, synthetic=manifest.synthetic,
                              skipped=manifest.skipped, unreadable=manifest.unreadable,

@@ -41,4 +41,5 @@ def run_transfer(out: str | Path, experiment: Experiment, placement: Placement, 
                             "weights. Start the transfer again in a new --out.")
     return run_cv(out, experiment, placement, manifest=manifest, resume=resume, events=events,
                   command="transfer", warnings=warnings, nested=nested, only_folds=only_folds,
-                  extra=None if source is None else {"transfer_source": source.summary()})
+                  extra={"preset": "transfer",
+                         **({} if source is None else {"transfer_source": source.summary()})})

@@ -7,7 +7,7 @@ folds of a plan, the winner to best.json, whose images the search used recorded 
 those folds' inner validation splits only: no test fold is predicted here. Trials
 report after every epoch, fold after fold in the same order for every trial, so ASHA compares
 trials at the same fold and epoch and stops poor ones early. A trial's score is the mean over
-its folds of the validation metric at each fold's best epoch. The winner's settings go to
+its folds of the validation metric at the epoch each fold would keep (`keep_epoch`). The winner's settings go to
 best.json, which `raycells cv --config best.json` then evaluates on every test fold.
 
 A search space maps setting names (dotted for nested ones: `sampling.policy`, `augment.noise`)
@@ -315,16 +315,16 @@ def _trial_table(grid, keys: list[str], metric: str, trial_folds: int,
         config = result.config or {}
         row = {"trial": Path(result.path).name, **{key: config.get(key) for key in keys}}
         done = 0
+        trial = with_overrides(base, {key: config[key] for key in keys if key in config})
         if history is not None and f"val_{metric}" in history:
             history = history.drop_duplicates(["fold", "epoch"], keep="last")
-            per_fold = history.groupby("fold")[f"val_{metric}"].max()
+            per_fold = kept_scores(history, f"val_{metric}", trial.keep_epoch)
             for fold, value in per_fold.items():
                 row[f"score_fold_{int(fold)}"] = float(value)
             row["score"] = float(per_fold.mean())
             done = len(history)
         row["epochs"] = done
-        epochs = training_epochs(with_overrides(base, {key: config[key] for key in keys
-                                                       if key in config}))
+        epochs = training_epochs(trial)
         row["status"] = ("failed" if result.error else
                          "complete" if done >= trial_folds * epochs else "stopped early")
         rows.append(row)
@@ -333,6 +333,20 @@ def _trial_table(grid, keys: list[str], metric: str, trial_folds: int,
         table["score"] = math.nan
     return table.sort_values("score", ascending=False, na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def kept_scores(history: pd.DataFrame, column: str, keep: str) -> pd.Series:
+    """Each fold's `column` at the epoch its network would be kept at (`keep_epoch`): the last
+    epoch trained, or the best (highest validation macro F1, then lowest loss, as the training
+    loop keeps it). A trial is scored on the network a run with its settings would test."""
+    def kept(fold: pd.DataFrame) -> float:
+        if keep == "last":
+            return float(fold.loc[fold["epoch"].idxmax(), column])
+        ranked = fold.sort_values(["val_macro_f1", "val_loss", "epoch"],
+                                  ascending=[False, True, True], kind="stable")
+        return float(ranked.iloc[0][column])
+
+    return pd.Series({fold: kept(part) for fold, part in history.groupby("fold")})
 
 
 def _domain(values: Any):

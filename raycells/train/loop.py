@@ -62,6 +62,7 @@ def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
             "val_loss": validated["loss"], "val_accuracy": validated["accuracy"],
             "val_balanced_accuracy": validated["balanced_accuracy"],
             "val_macro_f1": validated["macro_f1"], "train_images": trained["images"],
+            "steps": trained["steps"],
             "images_per_s": trained["images_per_s"], "train_seconds": trained["seconds"],
             "data_wait_seconds": trained["data_wait_seconds"], "val_seconds": validated["seconds"],
             "precision": trained["precision"], "feed": trained["feed"],
@@ -168,17 +169,23 @@ class FoldTraining:
         # Running sums stay on the device: reading them every step would stall a GPU.
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, correct
         seen = torch.zeros(len(job.classes), dtype=torch.long, device=self.device)
-        count, last_post = 0, start
+        count, steps, last_post = 0, 0, start
         lr = self._learning_rate()
         for index, batch in enumerate(batches):
             lr = self._learning_rate()
             count += self.step(batch, lr, sums, seen)
             progress.step += 1
+            steps += 1
             if self.rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
                 self._post_training(epoch, index + 1, sums[0].item() / count,
                                     count * self.world / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
+        if not steps:  # the driver checks the batch against the part; this is the last guard
+            raise RaycellsError(
+                f"fold {job.fold}, epoch {epoch + 1}: worker {self.rank} got no full batch of "
+                f"{self.local_batch} images, so the epoch trained no step: lower --batch-size "
+                "(or --workers).")
         if epoch + 1 < job.epochs:  # the next epoch's stream starts while this one validates
             self._upcoming = self._batches(epoch + 1)
         if self.rank == 0 and count:
@@ -189,7 +196,7 @@ class FoldTraining:
         return {"lr": lr, "loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1),
                 "precision": self.precision, "feed": self.feed, "workers": self.world,
                 "batch": self.local_batch * self.world, "sync_batchnorm": self.sync_batchnorm,
-                "images": int(images), "images_per_s": images / max(seconds, 1e-9),
+                "images": int(images), "steps": steps, "images_per_s": images / max(seconds, 1e-9),
                 "seconds": seconds, "data_wait_seconds": batches.waited,
                 "seen_per_class": {code: int(n) for code, n in zip(job.classes, seen_totals)}}
 

@@ -10,7 +10,7 @@ runner = CliRunner()
 
 def test_report_writes_every_format_and_compares_with_the_paper(tmp_path, prediction_run):
     fold = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8]), ("NGS", [0.2, 0.1, 0.7])]
-    run = prediction_run(tmp_path, {0: fold, 1: fold}, total=3)
+    run = prediction_run(tmp_path, {0: fold, 1: fold}, total=3, paper=True)
     result = runner.invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
     report = run / "report"

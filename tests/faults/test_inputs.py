@@ -141,7 +141,7 @@ def test_ray_that_cannot_start_is_a_clear_error_with_the_resume_command(tmp_path
     monkeypatch.setattr(ray, "init", timed_out)
     out = tmp_path / "run"
     result = runner.invoke(app, ["cv", "--data", str(small_pbc), "--out", str(out), "--model",
-                                 "tiny_cnn", "--folds", "2"], terminal_width=300)
+                                 "tiny_cnn", "--folds", "2", "--batch-size", "16"], terminal_width=300)
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert ("Ray could not start a local cluster (RuntimeError: The current node timed out "
@@ -175,3 +175,36 @@ def _reads_from(pid: int, folder) -> bool:
     except OSError:
         return False
     return any(link.startswith(str(folder)) for link in links)
+
+
+def _linked_classes(folder, pbc_dir, per_class: dict[str, int]):
+    """A `folders`-layout dataset of links to real PBC images: `per_class` class -> count."""
+    for name, count in per_class.items():
+        (folder / name).mkdir(parents=True)
+        for image in sorted((pbc_dir / name).iterdir())[:count]:
+            (folder / name / image.name).symlink_to(image)
+    return folder
+
+
+def test_one_class_is_refused_before_any_work(tmp_path, pbc_dir):
+    """A dataset of one class used to report 1.000 on every score."""
+    data = _linked_classes(tmp_path / "data", pbc_dir, {"basophil": 12})
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["cv", "--data", str(data), "--folds", "2", "--out", str(run)],
+                           terminal_width=300)
+    assert result.exit_code == 2, result.output
+    assert "1 class to train on (basophil)" in result.output
+    assert "a classifier needs at least two" in result.output
+    assert not (run / "config.json").exists()
+
+
+def test_a_training_part_smaller_than_a_batch_is_refused_before_any_work(tmp_path, pbc_dir):
+    """4 training images and batch 64 with the last part batch dropped trained zero steps every
+    epoch, and the untrained network was scored."""
+    data = _linked_classes(tmp_path / "data", pbc_dir, {"basophil": 4, "eosinophil": 4})
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["cv", "--data", str(data), "--folds", "2", "--batch-size", "64",
+                                 "--out", str(run)], terminal_width=300)
+    assert result.exit_code == 2, result.output
+    assert "fewer than one batch of 64" in result.output and "Lower --batch-size" in result.output
+    assert not (run / "config.json").exists()
