@@ -3,8 +3,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +224,45 @@ def pbc_run(small_pbc, tmp_path_factory) -> Path:
     test session; the other PBC images never trained it."""
     return _trained_run(tmp_path_factory.mktemp("source") / "pbc", small_pbc,
                         read_manifest(small_pbc))
+
+
+@pytest.fixture
+def in_terminal():
+    """Run a raycells command as a user does, in a pseudo-terminal of a given width: what a
+    terminal shows (progress bars, live tables) is only drawn there, and only fails there.
+    in_terminal(args, cwd=..., columns=80) -> (exit status, what the terminal received)."""
+    return run_in_terminal
+
+
+def run_in_terminal(args: list[str], *, cwd: Path, columns: int = 80,
+                    timeout: float = 600) -> tuple[int, str]:
+    """(exit status, everything the terminal received) of `python -m raycells.cli.main ARGS`
+    with its stdin, stdout and stderr on a pseudo-terminal `columns` wide."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen([sys.executable, "-m", "raycells.cli.main", *args], cwd=cwd,
+                               stdin=slave, stdout=slave, stderr=slave, env=env,
+                               start_new_session=True)
+    os.close(slave)
+    received, deadline = bytearray(), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the command ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                received += chunk
+            elif process.poll() is not None:
+                break
+        else:
+            process.kill()
+            raise TimeoutError(f"raycells {' '.join(args)} ran over {timeout} s in a terminal")
+        return process.wait(timeout=60), received.decode(errors="replace")
+    finally:
+        os.close(master)

@@ -51,9 +51,11 @@ class LiveDisplay:
                 self._live.update(self._table())
 
     def close(self) -> None:
+        """Stop the live table and bars (again: nothing happens)."""
         with self._lock:
             if self._cache:
                 self._cache[0].stop()
+                self._cache = None
             if self._live:
                 self._live.stop()
                 self._live = None
@@ -77,6 +79,9 @@ class LiveDisplay:
                     except (KeyboardInterrupt, Terminated):
                         stop_ray()  # while Ray's messages still go to ray.log
                         raise
+                    finally:
+                        # Its bars draw on the terminal handle this block closes at its end.
+                        self.close()
         except (KeyboardInterrupt, Terminated) as stop:
             self.close()
             code = 143 if isinstance(stop, Terminated) else 130
