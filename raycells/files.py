@@ -20,7 +20,8 @@ from .errors import RaycellsError
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds,
     after its bytes reach the disk (fsync), so that a crash after the rename never leaves an
-    empty or partial file under the final name."""
+    empty or partial file under the final name. The file gets the permissions the umask gives
+    a new file, whoever wrote it (safetensors writes its files 0600)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _beside(target, ".tmp")
@@ -32,10 +33,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula in a CSV cell (OWASP: CSV injection)."""
+
+
+def write_csv(frame, path: str | os.PathLike, **options: Any) -> None:
+    """Write the pandas DataFrame `frame` as a CSV file, atomically, every text cell and header
+    that a spreadsheet would run as a formula (a class or file named `=1+2`) prefixed with a
+    single quote, as OWASP advises; numbers are written as they are."""
+    import pandas as pd
+
+    def inert(value: Any) -> Any:
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    safe = frame.rename(columns=inert)
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(inert)
+    with atomic_path(path) as tmp:
+        safe.to_csv(tmp, index=False, **options)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where /proc tells it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
 
 
 @contextmanager

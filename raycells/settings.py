@@ -295,6 +295,23 @@ class Placement:
                self.gpus_per_worker, "0 or more")
         _check(self.cpus_per_worker is None or self.cpus_per_worker > 0, "cpus_per_worker",
                self.cpus_per_worker, "above 0")
+        if self.mlflow_uri and _credentials(self.mlflow_uri):
+            raise ValueError(
+                f"mlflow_uri = {_credentials(self.mlflow_uri)} holds a password or token, which "
+                "would be stored in config.json and printed: give the server without it and set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), "
+                "which MLflow reads")
+
+
+def _credentials(uri: str) -> str | None:
+    """`uri` with its password hidden, if it has one (user:password@host); else None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return None
+    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname}"
+                                 + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 PAPER = {"model": "resnext50", "image_size": 400, "folds": 5, "epochs": 20,
@@ -462,6 +479,37 @@ def differences(old: Experiment, new: Experiment) -> list[str]:
             if a.get(key) != b.get(key)]
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest settings file read (a run's config.json is a few kB)."""
+
+MAX_YAML_NODES = 100_000
+"""The most values a YAML settings file may expand to with its aliases counted out: a few lines
+of nested aliases (a "billion laughs" file) expand to gigabytes when the settings are read."""
+
+
+def _refuse_alias_bombs(path: Path, text: str) -> None:
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as error:
+        raise RaycellsError(f"{path}: cannot parse the config file ({error}).") from error
+    sizes: dict[int, int] = {}
+
+    def expanded(node) -> int:  # each value counted as often as aliases repeat it
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # an alias of a node inside itself counts once
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [part for pair in node.value for part in pair]
+                        if isinstance(node, yaml.MappingNode) else [])
+            sizes[id(node)] = 1 + sum(expanded(child) for child in children)
+        return sizes[id(node)]
+
+    if root is not None and expanded(root) > MAX_YAML_NODES:
+        raise RaycellsError(f"{path}: its YAML aliases expand it to more than {MAX_YAML_NODES:,} "
+                            "values, more than a settings file holds; write the values out instead.")
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read settings from a .json, .toml or .yaml file. A file with a top-level "settings" table
     (a run's config.json, or tune's best.json) is read from there."""
@@ -471,7 +519,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml", ".yaml", ".yml"):
         raise RaycellsError(f"{path}: config files are .json, .toml or .yaml.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise RaycellsError(f"{path}: {path.stat().st_size:,} bytes, more than a settings file "
+                            f"holds (at most {MAX_CONFIG_BYTES:,}): is it the file meant?")
     text = path.read_text()
+    if suffix in (".yaml", ".yml"):
+        _refuse_alias_bombs(path, text)
     try:
         if suffix == ".json":
             data = json.loads(text)

@@ -22,6 +22,24 @@ def test_written_files_and_folders_follow_the_umask_like_any_other_program(tmp_p
     assert sorted(os.listdir(tmp_path)) == ["cache", "metrics.json"]
 
 
+def test_safetensors_files_follow_the_umask_too(tmp_path):
+    """safetensors writes its files 0600: the network files and safetensors exports were
+    readable by their owner alone, unlike every other file of a run."""
+    import torch
+
+    from raycells.train.checkpoint import save_best
+
+    old = os.umask(0o022)
+    try:
+        save_best(torch.nn.Linear(2, 2), tmp_path, "best-epoch-001.safetensors")
+        os.umask(0o077)
+        save_best(torch.nn.Linear(2, 2), tmp_path, "private.safetensors")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "best-epoch-001.safetensors").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "private.safetensors").st_mode & 0o777 == 0o600
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     write_json(tmp_path / "metrics.json", {"images": 3})
     with pytest.raises(OSError), atomic_path(tmp_path / "metrics.json") as tmp:

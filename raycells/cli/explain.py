@@ -11,6 +11,7 @@ import typer
 from ..data.images import MAX_PIXELS
 from ..data.index import index_images
 from ..errors import RaycellsError
+from ..files import check_writable
 from ..use.explain import Explainer, write_overlays
 from ..use.gallery import Item, Section, write_gallery
 from ..use.networks import RunNetworks
@@ -29,6 +30,7 @@ def explain(images: Images, from_: From, fold: Fold = None, target: Target = Non
     written as PNG overlays and one self-contained HTML gallery. Unreadable images are listed
     and skipped."""
     with reported_errors():
+        check_writable(out, folder=True)  # before the work, not after it
         if (out / "gallery.html").exists():
             raise RaycellsError(f"{out / 'gallery.html'} exists: delete it or choose another --out.")
         networks = RunNetworks.of(from_, fold)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..files import check_writable
 from ..use.export import FORMATS, export_run
 from .common import console, reported_errors, status
 from .options import Fold, From, takes_settings
@@ -25,6 +26,8 @@ def export(flags: dict[str, Any], from_: From, fold: Fold = None, format_: Forma
     """Export a run's networks (an ensemble of its folds by default) for use outside raycells,
     checked against PyTorch on images of the run, with a model card (model.json: classes,
     input size, preprocessing, training data and licences, fold metrics)."""
+    with reported_errors():
+        check_writable(out, folder=True)  # before the work, not after it
     with reported_errors(), status.status(f"Exporting {from_} as {format_} (and checking it)"):
         written = export_run(from_, out, format_, fold=fold, tta=flags["tta"])
     card = json.loads(written[-1].read_text())

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 DPI = 100
 
+plain_text = matplotlib.rc_context({"text.parse_math": False})
+"""Every figure is drawn in it: class names and paths are text, and a class named `$\\frac{$` must
+not be read as TeX (matplotlib's mathtext stops on it)."""
 
+
+@plain_text
 def confusion_png(confusion: np.ndarray, classes: list[str], path: Path, *, normalise: bool) -> Path:
     """Heatmap of a confusion matrix (rows: truth); `normalise` divides each row by its total."""
     values = confusion.astype(np.float64)
@@ -50,6 +55,7 @@ def confusion_png(confusion: np.ndarray, classes: list[str], path: Path, *, norm
     return _save(figure, path)
 
 
+@plain_text
 def roc_png(curves: dict[int, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> Path:
     """ROC curves, one thin line per fold with its AUC, and the mean over folds bold (each fold's
     sensitivity interpolated on a common grid, from the origin) with its AUC as mean ± std and a
@@ -87,6 +93,7 @@ def mean_roc(curves: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     return grid, mean, np.std(lines, axis=0), aucs
 
 
+@plain_text
 def curves_png(histories: dict[int, pd.DataFrame], path: Path) -> Path:
     """Training curves from each fold's history.csv: training and validation loss, and the
     validation macro F1 (which picks the epoch), per epoch, one colour per fold."""
@@ -108,6 +115,7 @@ def curves_png(histories: dict[int, pd.DataFrame], path: Path) -> Path:
     return _save(figure, path)
 
 
+@plain_text
 def per_class_png(classes: list[str], precision: list[tuple[float, float] | None],
                   sensitivity: list[tuple[float, float] | None], path: Path) -> Path:
     """Precision and sensitivity per class: bars at the mean, error bars of one std."""

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.schemes import SCHEMES, scheme_for
-from ..files import atomic_path, write_json
+from ..files import atomic_path, write_csv, write_json
 from ..metrics import PAPER_DDOF, summarize_folds
 from . import paper, plots
 from .compare import TEST
@@ -306,8 +306,7 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
             row[f"{score}_mean"], row[f"{score}_std"] = value if value else (None, None)
         row["images"] = s["per_class"][code]["support"]
         rows.append(row)
-    with atomic_path(folder / "per_class.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_csv(pd.DataFrame(rows), folder / "per_class.csv")
     return {"report.md": folder / "report.md", "report.html": folder / "report.html",
             "metrics.json": folder / "metrics.json", "per_class.csv": folder / "per_class.csv",
             **pictures}

@@ -30,7 +30,7 @@ from ..data.folds import fold_parts
 from ..data.manifest import Manifest
 from ..data.schemes import scheme_groups
 from ..errors import RaycellsError
-from ..files import atomic_path, write_json
+from ..files import atomic_path, write_csv, write_json
 from ..metrics import score_fold, summarize_folds
 from ..settings import Experiment, Placement, as_dict, with_overrides
 from ..train.checkpoint import load_checkpoint
@@ -144,8 +144,7 @@ def _choose(run: RunDir, experiment: Experiment, placement: Placement, nested: S
         shutil.rmtree(folder / "tune")
     found = search(experiment, placement, nested, plan=plan, classes=classes, cache=cache,
                    folds=[fold], storage=folder, emit=emit)
-    with atomic_path(folder / TRIALS_FILE) as tmp:
-        found.trials.to_csv(tmp, index=False)
+    write_csv(found.trials, folder / TRIALS_FILE)
     write_json(folder / "chosen.json", {"fold": fold, "chosen": found.best, "score": found.score,
                                       "metric": nested.metric, "trial": found.trial})
     emit("search_finished", fold=fold, chosen=found.best, score=found.score)
@@ -178,8 +177,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
         {**{k: v for k, v in epoch.items() if k != "seen_per_class"},
          **{f"seen_{code}": n for code, n in epoch["seen_per_class"].items()}}
         for epoch in progress.history])
-    with atomic_path(fold_dir / "history.csv") as tmp:
-        history.to_csv(tmp, index=False)
+    write_csv(history, fold_dir / "history.csv")
     predictions = predictions_frame(plan, classes, rows, probs, fold)
     with atomic_path(fold_dir / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp, index=False)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..data.manifest import Manifest, read_manifest
 from ..errors import RaycellsError
-from ..files import atomic_path, write_json
+from ..files import write_csv, write_json
 from ..settings import FINE_TUNING, Experiment, Placement, as_dict, with_overrides
 from ..train.phases import training_epochs, training_phases
 from ..train.progress import start_board
@@ -123,8 +123,7 @@ def run_tune(out: str | Path, experiment: Experiment, placement: Placement,
     found = search(experiment, placement, SearchPlan(space, samples, metric, grace_epochs),
                    plan=plan, classes=classes, cache=cache, folds=folds, storage=run.path,
                    emit=emit)
-    with atomic_path(run.path / TRIALS_FILE) as tmp:
-        found.trials.to_csv(tmp, index=False)
+    write_csv(found.trials, run.path / TRIALS_FILE)
     best_file = run.path / BEST_FILE
     write_json(best_file, {
         "command": "tune", "metric": metric, "score": found.score, "trial": found.trial,

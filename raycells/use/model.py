@@ -100,7 +100,12 @@ def load_model(path: str | os.PathLike) -> Model:
             raise RaycellsError(f"{path}: a TorchScript export carries code, which raycells never "
                                 "runs from disk. Load it with torch.jit.load where you trust its "
                                 "source, or export with --format onnx or safetensors.")
-        backend = load_backend(path / card["file"], fmt, name, classes, folds, tta)
+        file = (path / str(card.get("file", ""))).resolve()
+        if file.parent != path.resolve():
+            raise RaycellsError(f"{path / 'model.json'}: its file {card.get('file')!r} is not in "
+                                f"{path}; an export's model file sits beside its model.json. "
+                                "Export the run again with `raycells export`.")
+        backend = load_backend(file, fmt, name, classes, folds, tta)
         return Model(classes, size, span, backend, str(path))
     if (path / "config.json").is_file():
         networks = RunNetworks.of(path)
@@ -120,7 +125,12 @@ def load_backend(file: Path, fmt: str, architecture: str, classes: list[str], fo
     if fmt == "onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(file), providers=_providers(onnxruntime))
+        try:
+            session = onnxruntime.InferenceSession(str(file), providers=_providers(onnxruntime))
+        except Exception as error:  # onnxruntime's own error types (Fail, InvalidGraph, ...)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise RaycellsError(f"{file}: not a graph onnxruntime can load ({first[:300]}). "
+                                "Export the run again.") from None
         return lambda images: session.run(["network_probabilities"], {"image": images})[0]
     if fmt == "safetensors":
         from safetensors import SafetensorError
@@ -134,8 +144,14 @@ def load_backend(file: Path, fmt: str, architecture: str, classes: list[str], fo
         for k in folds:
             network = create_model(architecture, len(classes))
             prefix = f"fold{k}."
-            network.load_state_dict({key.removeprefix(prefix): value for key, value in state.items()
-                                     if key.startswith(prefix)})
+            try:
+                network.load_state_dict({key.removeprefix(prefix): value
+                                         for key, value in state.items() if key.startswith(prefix)})
+            except RuntimeError as error:  # missing keys, or tensors of other shapes
+                first = str(error).strip().splitlines()[0]
+                raise RaycellsError(f"{file}: fold {k}'s weights do not fit a {architecture} of "
+                                    f"{len(classes)} classes ({first[:300]}). Export the run "
+                                    "again.") from None
             networks.append(network.eval())
         return _torch_backend(networks, tta)
     raise RaycellsError(f"{file}: format {fmt!r} cannot be loaded; export with --format onnx or "

@@ -22,7 +22,7 @@ from ..data.cache import image_cache
 from ..data.manifest import Manifest, Problem
 from ..data.schemes import scheme_for
 from ..errors import RaycellsError
-from ..files import atomic_path
+from ..files import atomic_path, write_csv
 from ..settings import Placement
 from ..train.predict import predict_rows
 from ..train.trainer import init_ray
@@ -128,10 +128,10 @@ def write_predictions(table: pd.DataFrame, out: str | Path) -> list[Path]:
     written = []
     for path in prediction_files(out):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            if path.suffix == ".csv":
-                table.to_csv(tmp, index=False, float_format="%.6g")
-            else:
+        if path.suffix == ".csv":
+            write_csv(table, path, float_format="%.6g")
+        else:
+            with atomic_path(path) as tmp:
                 table.to_parquet(tmp, index=False)
         written.append(path)
     return written

@@ -115,3 +115,33 @@ def test_code_carrying_or_foreign_exports_are_refused(pbc_run, tmp_path):
                                  "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "choose one of onnx, torchscript, safetensors" in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_an_export_folder_from_someone_else_is_read_inside_itself_only(pbc_run, tmp_path):
+    """load_model followed model.json's "file" out of the export folder, and a truncated ONNX
+    file or weights of the wrong shape gave onnxruntime's or torch's raw errors."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    for fmt in ("onnx", "safetensors"):
+        result = runner.invoke(app, ["export", "--from", str(pbc_run), "--format", fmt, "--fold", "0",
+                                     "--out", str(tmp_path / fmt)])
+        assert result.exit_code == 0, result.output
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "onnx", elsewhere / "export")
+    card = json.loads((elsewhere / "export" / "model.json").read_text())
+    (elsewhere / "model.onnx").write_bytes((tmp_path / "onnx" / "model.onnx").read_bytes())
+    (elsewhere / "export" / "model.json").write_text(json.dumps({**card, "file": "../model.onnx"}))
+    with pytest.raises(RaycellsError, match=r"its file '../model.onnx' is not in"):
+        raycells.load_model(elsewhere / "export")
+
+    onnx = (tmp_path / "onnx" / "model.onnx").read_bytes()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(onnx[:len(onnx) // 2])
+    with pytest.raises(RaycellsError, match=r"model.onnx: not a graph onnxruntime can load"):
+        raycells.load_model(tmp_path / "onnx")
+
+    weights = tmp_path / "safetensors" / "model.safetensors"
+    save_file({"fold0.wrong": torch.zeros(3)}, str(weights))
+    with pytest.raises(RaycellsError, match=r"model.safetensors: fold 0's weights do not fit a tiny_cnn"):
+        raycells.load_model(tmp_path / "safetensors")

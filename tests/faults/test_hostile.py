@@ -1,0 +1,97 @@
+"""Hostile inputs (issue 33): a file, name or address from a careless user or an attacker gives a
+clear error or is made harmless, never a traceback, a hang or a leak. One test per item, named
+after what it protects. These need no Ray."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raycells.errors import RaycellsError
+from raycells.files import write_csv
+from raycells.settings import build_settings, read_config_file
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_made_inert(tmp_path):
+    """A class named `=1+2` (or a file path starting with =, +, -, @) was written as is to
+    predictions.csv and per_class.csv: a formula when the file is opened in a spreadsheet."""
+    frame = pd.DataFrame({"path": ["=HYPERLINK(\"http://x\")", "+cmd", "-2+3", "@SUM(A1)", "ok.png"],
+                          "label": ["=1+2", "a", "b", "c", "d"], "=1+2": [-0.5, 0.1, 0.2, 0.3, 1.0]})
+    write_csv(frame, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "path,label,'=1+2"  # headers too
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back["path"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+cmd", "'-2+3", "'@SUM(A1)", "ok.png"]
+    assert back["label"].tolist()[0] == "'=1+2"
+    assert np.allclose(back.iloc[:, 2], [-0.5, 0.1, 0.2, 0.3, 1.0])  # numbers stay numbers
+
+
+def test_every_csv_raycells_writes_goes_through_write_csv():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "raycells"
+    writers = [str(p.relative_to(package)) for p in package.rglob("*.py") if ".to_csv(" in p.read_text()]
+    assert writers == ["files.py"]
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """A 1 KB file of nested aliases (a "billion laughs") ran out of memory reading --config."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1200
+    started = time.monotonic()
+    with pytest.raises(RaycellsError, match="aliases expand it to more than 100,000 values"):
+        read_config_file(bomb)
+    assert time.monotonic() - started < 5
+    (tmp_path / "ok.yaml").write_text("base: &base {flip: 0.5}\naugment: *base\nepochs: 3\n")
+    assert read_config_file(tmp_path / "ok.yaml")["augment"] == {"flip": 0.5}
+
+
+def test_an_oversized_settings_file_is_refused(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"epochs": 3, "pad": "' + "x" * (1 << 20) + '"}')
+    with pytest.raises(RaycellsError, match="more than a settings file holds"):
+        read_config_file(big)
+
+
+def test_credentials_in_the_mlflow_address_are_never_stored_or_printed():
+    """`--mlflow-uri http://user:token@host` stored the token (twice) in config.json and printed
+    it; MLflow reads credentials from its environment variables."""
+    with pytest.raises(RaycellsError) as refused:
+        build_settings(flags={"mlflow_uri": "http://alice:s3cr3t-token@mlflow.lab:5000"})
+    assert "s3cr3t" not in str(refused.value)
+    assert "http://alice:***@mlflow.lab:5000" in str(refused.value)
+    assert "MLFLOW_TRACKING_PASSWORD" in str(refused.value)
+    assert build_settings(flags={"mlflow_uri": "http://mlflow.lab:5000"})[1].mlflow_uri
+
+
+def test_class_names_that_look_like_tex_are_drawn_as_text(tmp_path):
+    """A class named `$\\undefinedmacro{$` stopped the report in matplotlib's mathtext."""
+    from raycells.report import plots
+
+    classes = ["$\\undefinedmacro{$", "NGS"]
+    plots.per_class_png(classes, [(0.5, 0.1), None], [(0.4, 0.1), None], tmp_path / "per_class.png")
+    plots.confusion_png(np.array([[3, 1], [0, 4]]), classes, tmp_path / "confusion.png", normalise=True)
+    assert (tmp_path / "per_class.png").stat().st_size > 0 and (tmp_path / "confusion.png").is_file()
+
+
+@pytest.mark.parametrize("command", [["export"], ["explain", "."]])
+def test_an_output_that_is_a_file_is_refused_before_the_work(tmp_path, command):
+    """`explain`/`export --out FILE` did all the work, then stopped with a raw traceback."""
+    from typer.testing import CliRunner
+
+    from raycells.cli.main import app
+
+    taken = tmp_path / "taken"
+    taken.write_text("someone's file")
+    missing_run = tmp_path / "no-run-here"  # the work would start by reading it
+    result = CliRunner().invoke(app, [*command, "--from", str(missing_run), "--out", str(taken)],
+                                terminal_width=300)
+    assert result.exit_code == 2, result.output
+    assert f"--out {taken} is a file, and a folder is wanted" in " ".join(result.output.split())
+    assert taken.read_text() == "someone's file"
