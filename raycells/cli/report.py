@@ -27,7 +27,14 @@ Examples = Annotated[int, typer.Option(
                 "and this many of the most confident mistakes, each with its Grad-CAM map.")]
 
 
-def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0) -> None:
+ReportMlflowUri = Annotated[str | None, typer.Option(
+    "--mlflow-uri", help="Add the report to a run recorded on this MLflow server (the run's "
+                         "tracking.json names it); without it, only a record inside the run "
+                         "directory gets the report.", show_default=False)]
+
+
+def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0,
+           mlflow_uri: ReportMlflowUri = None) -> None:
     """Tables and pictures like Matek et al. 2019 from a run directory (finished or not): per-class
     precision and sensitivity as mean ± std over folds, blast and atypical ROC AUC, confusion
     matrices, and the paper's table beside ours for the AML scheme."""
@@ -46,7 +53,7 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
             if len(run_dirs) == 1:
                 print_tables(report_tables(scores, **facts))
             console.print(f"Report of {run_dir} written to {RunDir(run_dir).report}: {', '.join(written)}")
-            _track(RunDir(run_dir))
+            _track(RunDir(run_dir), mlflow_uri)
         if len(runs) > 1:
             comparisons = compare(runs)
             print_tables(comparison_tables(comparisons))
@@ -54,10 +61,10 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
             console.print(f"Comparison written to {RunDir(run_dirs[0]).report}: {', '.join(written)}")
 
 
-def _track(run: RunDir) -> None:
+def _track(run: RunDir, uri: str | None) -> None:
     """Add the report to the run's MLflow record, if it has one; a store that fails is a warning."""
     try:
-        run_id = report_artifacts(run, run.report)
+        run_id = report_artifacts(run, run.report, uri)
     except RaycellsError as error:
         status.print(f"[yellow]note:[/] {error}", highlight=False)
         return

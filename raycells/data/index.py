@@ -260,10 +260,10 @@ def _csv_rows(csv: Path, required: tuple[str, ...],
             blank += 1
             continue
         record = {key: value.strip() for key, value in record.items()}
-        file = Path(os.path.normpath(csv.parent / Path(record["path"]).expanduser()))
+        # Resolved first: a link inside the folder (etc -> /etc) leads outside it as well.
+        file = (csv.parent / Path(record["path"]).expanduser()).resolve()
         if not file.is_relative_to(csv.parent):
             outside.append(record["path"])
-        file = file.resolve()
         if not file.is_file():
             not_found.append(Problem(str(file), f"listed in {csv.name} but not found: fix the "
                                      "path (relative paths start at the CSV's folder)"))
@@ -272,7 +272,7 @@ def _csv_rows(csv: Path, required: tuple[str, ...],
     if outside and not allow_outside:
         raise RaycellsError(
             f"{csv}: {len(outside):,} listed paths lead outside the CSV's folder {csv.parent} "
-            f"(absolute, or with .. leading out), such as {outside[0]}. Move the images (or the "
+            f"(absolute, with .. leading out, or through a link), such as {outside[0]}. Move the images (or the "
             "CSV) so that they lie under the CSV's folder, or pass --allow-outside if you trust "
             "this CSV to name the files it reads.")
     return rows, not_found, blank

@@ -190,12 +190,19 @@ class Tracker:
                 self._emit("tracking_failed", uri=self.uri, error=self.failed)
 
 
-def report_artifacts(run: RunDir, folder: Path) -> str | None:
+def report_artifacts(run: RunDir, folder: Path, uri: str | None = None) -> str | None:
     """Add the report in `folder` to the run's MLflow record as artifacts under report/; returns
-    the MLflow run's id, or None when the run was not tracked."""
+    the MLflow run's id, or None when the run was not tracked. A record on a server is written
+    only when the caller names that server (`uri`, --mlflow-uri): tracking.json comes with the
+    run directory, which may be someone else's, and a run directory never sends data anywhere
+    on its own."""
     saved = _read_ids(run)
     if "run_id" not in saved:
         return None
+    if saved.get("uri") is not None and saved["uri"] != uri:
+        raise RaycellsError(
+            f"{run.path / TRACKING_FILE} says the run's MLflow record is at {saved['uri']}; the "
+            f"report is not sent there unless you ask: pass --mlflow-uri {saved['uri']} to add it.")
     here = run.path.resolve()
     if saved.get("uri") is None and saved.get("run_dir") != str(here):
         raise RaycellsError(

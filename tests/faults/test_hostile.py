@@ -95,3 +95,39 @@ def test_an_output_that_is_a_file_is_refused_before_the_work(tmp_path, command):
     assert result.exit_code == 2, result.output
     assert f"--out {taken} is a file, and a folder is wanted" in " ".join(result.output.split())
     assert taken.read_text() == "someone's file"
+
+
+def test_a_run_directory_never_sends_its_report_to_the_server_its_tracking_json_names(tmp_path):
+    """tracking.json comes with a run directory: set its "uri" to someone's server and `raycells
+    report RUN` uploaded every report file there."""
+    import json
+    import socket
+
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.tracking import report_artifacts
+
+    listener = socket.socket()  # a server that would see any connection
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    run = RunDir(tmp_path / "run")
+    run.report.mkdir(parents=True)
+    (run.report / "report.md").write_text("# Report\n")
+    (run.path / "tracking.json").write_text(json.dumps({"uri": address, "run_id": "abc"}))
+    with pytest.raises(RaycellsError, match=f"pass --mlflow-uri {address} to add it"):
+        report_artifacts(run, run.report)
+    with pytest.raises(socket.timeout):
+        listener.accept()  # nothing connected
+    listener.close()
+
+
+def test_a_csv_cannot_reach_outside_its_folder_through_a_link(tmp_path):
+    """A row `etclink/hostname` with etclink -> /etc was read without --allow-outside: the
+    "inside the CSV's folder" check looked at the path before its links were followed."""
+    from raycells.data.index import index_dataset
+
+    (tmp_path / "etclink").symlink_to("/etc")
+    (tmp_path / "list.csv").write_text("path,label\netclink/hostname,a\netclink/passwd,b\n")
+    with pytest.raises(RaycellsError, match=r"2 listed paths lead outside the CSV's folder .*through a link"):
+        index_dataset(tmp_path / "list.csv")
