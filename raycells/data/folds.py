@@ -45,6 +45,8 @@ def make_folds(frame: pd.DataFrame, *, folds: int, seed: int, val_fraction: floa
     groups = image_groups(kept, near=near_duplicates)
     patients = "group" in kept and kept["group"].astype("string").fillna("").ne("").any()
     labels = plan["label"].to_numpy()
+    if groups is not None:
+        _check_groups_per_class(labels, groups, folds, patients)
     plan["fold"] = -1
     for k, test in enumerate(_test_parts(folds, seed, labels, groups, patients)):
         plan.loc[test, "fold"] = k
@@ -76,11 +78,36 @@ def copy_folds(frame: pd.DataFrame, other: pd.DataFrame, *, folds: int, origin: 
         other.drop(columns="label"), on="path", how="left", validate="one_to_one")
 
 
+def _check_groups_per_class(labels: np.ndarray, groups: np.ndarray, folds: int,
+                            patients: bool) -> None:
+    """Refuse a class with fewer groups than folds: its groups cannot give every test fold one
+    (scikit-learn's splitter stops with a ValueError)."""
+    short = {}
+    for label in np.unique(labels):
+        mine = labels == label
+        distinct = len(np.unique(groups[mine]))
+        if distinct < folds:
+            short[str(label)] = (int(mine.sum()), distinct)
+    if not short:
+        return
+    what = "patients or slides (the CSV's group column)" if patients else "different pictures"
+    listed = ", ".join(f"{label} ({n} images, {d} {what})" for label, (n, d) in short.items())
+    fewest = min(d for _, d in short.values())
+    raise RaycellsError(
+        f"classes with fewer {what} than the {folds} folds: {listed}. Images of one picture (or "
+        f"group) always share a fold, so each class needs one per test fold: "
+        + (f"use --folds {fewest}, " if fewest >= 2 else "")
+        + "add images, or remove the copies (`raycells data inspect` lists them).")
+
+
 def inner_validation(labels: np.ndarray, groups: np.ndarray | None, *, fraction: float,
                      seed: int, patients: bool = False) -> np.ndarray:
     """Positions (into `labels`) of a stratified validation split of about `fraction` (more on
     tiny datasets, where no class has 1/fraction images), whole groups only."""
-    largest = int(np.unique(labels, return_counts=True)[1].max())
+    if groups is None:
+        largest = int(np.unique(labels, return_counts=True)[1].max())
+    else:  # groups are split whole: count them, not images
+        largest = max(len(np.unique(groups[labels == label])) for label in np.unique(labels))
     splits = max(2, min(round(1 / fraction), largest))
     return np.sort(next(_test_parts(splits, seed, labels, groups, patients)))
 
