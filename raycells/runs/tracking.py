@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,10 +36,16 @@ TRACKING_FILE = "tracking.json"
 EXPERIMENT = "raycells"
 """The MLflow experiment of every raycells run (MLFLOW_EXPERIMENT_NAME overrides it)."""
 EPOCH_METRICS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                 "val_balanced_accuracy", "val_macro_f1", "images_per_s", "data_wait_seconds",
-                 "train_seconds", "val_seconds")
+                 "val_balanced_accuracy", "val_macro_f1", "steps", "images_per_s",
+                 "data_wait_seconds", "train_seconds", "val_seconds")
 """The history.csv columns logged for every epoch (step = epoch)."""
 TEST_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def mlflow_key(name: str) -> str:
+    """`name` as MLflow accepts a metric's or parameter's name (letters, digits, _ - . / and
+    spaces): a class named `+(‹=` would otherwise stop the record."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
 
 
 def local_uri(run: RunDir) -> str:
@@ -102,7 +109,7 @@ class Tracker:
             now = _millis()
             scores = [Metric(f"test_{key}", float(metrics[key]), now, 0) for key in TEST_METRICS]
             for code, row in metrics.get("per_class", {}).items():
-                scores += [Metric(f"test_{key}_{code}", float(row[key]), now, 0)
+                scores += [Metric(mlflow_key(f"test_{key}_{code}"), float(row[key]), now, 0)
                            for key in ("precision", "sensitivity") if row.get(key) is not None]
             run_id = self._ids["folds"][str(fold)]
             self._client.log_batch(run_id, metrics=scores)

@@ -4,6 +4,7 @@ after what it protects. These need no Ray."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -146,3 +147,29 @@ def test_identical_files_that_leave_a_class_too_few_pictures_are_named():
         make_folds(frame, folds=5, seed=0)
     plan = make_folds(frame, folds=4, seed=0)  # as the message says
     assert plan.loc[plan["path"] == "a0.png", "fold"].item() == plan.loc[plan["path"] == "a1.png", "fold"].item()
+
+
+def test_class_names_mlflow_would_refuse_do_not_stop_the_record(tmp_path):
+    """Class names with `+ ( ‹ =` made MLflow refuse the fold's test scores, which stopped the
+    record (`tracking_failed`) for the rest of the run."""
+    from mlflow.tracking import MlflowClient
+
+    from raycells.metrics import score_fold
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.tracking import Tracker, local_uri
+    from raycells.settings import Placement
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    events = []
+    tracker = Tracker.open(run, Placement(), {"command": "cv"}, lambda kind, **info: events.append(kind))
+    classes = ["+(‹=", "ok"]
+    metrics = score_fold(np.array([0, 1]), np.eye(2), classes)
+    tracker.fold_started(0, {"epochs": 1})
+    tracker.fold_finished(0, metrics, [{"epoch": 1, "train_loss": 0.5, "steps": 3}])
+    tracker.finish("FINISHED")
+    assert "tracking_failed" not in events and tracker.active
+    fold_run = json.loads((run.path / "tracking.json").read_text())["folds"]["0"]
+    logged = MlflowClient(tracking_uri=local_uri(run)).get_run(fold_run).data.metrics
+    assert logged["test_sensitivity_____"] == 1.0 and logged["test_sensitivity_ok"] == 1.0
+    assert logged["steps"] == 3
