@@ -25,7 +25,7 @@ from ..errors import RaycellsError
 from ..files import check_writable
 from ..settings import Experiment, Placement, as_dict, build_settings, differences, settings_from_dict
 from ..train.job import step_batch
-from ..train.models import create_model, load_weights
+from ..train.models import create_model, load_weights, state_dict_in
 from ..train.trainer import init_ray
 from .rundir import RunDir, write_config, write_plan
 
@@ -112,6 +112,8 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         if changed:
             raise RaycellsError(f"{run.path} was run with other settings ({'; '.join(changed)}). "
                                 "Resume with the same settings, or choose another --out.")
+        if experiment.weights:  # a file swapped in since (source.pt) is refused before Ray starts
+            state_dict_in(experiment.weights)
         return read_manifest(run.manifest), run.read_plan()
     if manifest is None:
         raise RaycellsError("a new run needs a dataset: pass --data.")

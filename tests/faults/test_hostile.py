@@ -173,3 +173,43 @@ def test_class_names_mlflow_would_refuse_do_not_stop_the_record(tmp_path):
     logged = MlflowClient(tracking_uri=local_uri(run)).get_run(fold_run).data.metrics
     assert logged["test_sensitivity_____"] == 1.0 and logged["test_sensitivity_ok"] == 1.0
     assert logged["steps"] == 3
+
+
+class _Planted:
+    """Unpickling this would create `marker`: proof that code from a file ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_swapped_into_a_runs_weights_is_refused_before_ray_on_resume(tmp_path):
+    """A pickle swapped into source.pt, then `transfer --resume`: refused only once the training
+    workers read it, after Ray had started (93 s)."""
+    import torch
+    from PIL import Image
+
+    from raycells.data.index import index_dataset
+    from raycells.runs.rundir import RunDir
+    from raycells.runs.setup import prepare_run
+    from raycells.train.models import create_model
+
+    data = tmp_path / "data"
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 100 if label == "a" else 200, 0)).save(data / label / f"{i}.png")
+    weights = tmp_path / "run" / "source.pt"
+    weights.parent.mkdir()
+    torch.save(create_model("tiny_cnn", 2).state_dict(), weights)
+    experiment, placement = build_settings(flags={"data": str(data), "model": "tiny_cnn", "folds": 2,
+                                                  "batch_size": 2, "weights": str(weights)})
+    run = RunDir(tmp_path / "run")
+    prepare_run(run, experiment, placement, index_dataset(data), resume=False)
+    marker = tmp_path / "code-ran"
+    torch.save({"model": _Planted(marker)}, weights)
+    with pytest.raises(RaycellsError, match="source.pt"):
+        prepare_run(run, experiment, placement, None, resume=True)
+    assert not marker.exists()
