@@ -34,6 +34,9 @@ for _mode in ("I;16B", "I;16L", "I;16N"):
     _CONVERTED_MODES[_mode] = _CONVERTED_MODES["I;16"]
 
 
+BYTES_PER_PIXEL = 8
+"""The most bytes a pixel takes in an image file (16-bit RGBA, uncompressed)."""
+
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 """Largest image (width x height) read by default: Pillow's guard against decompression bombs,
 files that decode to far more memory than their size suggests. `--max-pixels` raises it for
@@ -81,9 +84,17 @@ def probe(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageFacts:
     byte), so that truncated or corrupt files are found at indexing time, not during training.
     Images larger than `max_pixels` are refused before decoding."""
     try:
+        size = Path(path).stat().st_size
+        if size > max_pixels * BYTES_PER_PIXEL + (1 << 20):  # before reading it into memory
+            raise UnreadableImage(
+                f"{size:,} bytes, more than any image of at most {max_pixels:,} pixels (--max-pixels) "
+                "takes: not a single-cell image; delete it or move it out of the dataset")
         data = Path(path).read_bytes()
     except OSError as error:
         raise UnreadableImage(f"cannot read the file ({error.strerror}): check its permissions") from error
+    except MemoryError:
+        raise UnreadableImage(f"{size:,} bytes do not fit in memory: not a single-cell image; "
+                              "delete it or move it out of the dataset") from None
     if not data:
         raise UnreadableImage("the file is empty (0 bytes): copy it again from the source or delete it")
     image = _open(data)

@@ -213,3 +213,21 @@ def test_a_pickle_swapped_into_a_runs_weights_is_refused_before_ray_on_resume(tm
     with pytest.raises(RaycellsError, match="source.pt"):
         prepare_run(run, experiment, placement, None, resume=True)
     assert not marker.exists()
+
+
+def test_a_huge_file_among_the_images_is_listed_as_unreadable_and_the_rest_indexed(tmp_path, pbc_dir):
+    """A 12 GB sparse `big.jpg` ran out of memory while indexing, and the whole index was lost."""
+    from raycells.data.index import index_dataset
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for image in sorted((pbc_dir / "basophil").iterdir())[:3]:
+            (tmp_path / name / image.name).symlink_to(image)
+    with open(tmp_path / "a" / "big.jpg", "wb") as big:
+        big.truncate(12 << 30)  # sparse: no disk used
+    started = time.monotonic()
+    manifest = index_dataset(tmp_path)
+    assert time.monotonic() - started < 30
+    assert len(manifest) == 6
+    [problem] = manifest.unreadable
+    assert problem.path.endswith("big.jpg") and "12,884,901,888 bytes" in problem.reason
