@@ -39,7 +39,7 @@ from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
-from .tracking import Tracker
+from .tracking import Tracker, check_server
 from .tune import TRIALS_FILE, SearchPlan, check_search, search
 
 
@@ -80,6 +80,8 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     if nested is not None:
         check_search(experiment, nested.space, samples=nested.samples, metric=nested.metric)
         extra = {**(extra or {}), "search": asdict(nested)}
+    if placement.tracking and placement.mlflow_uri:
+        check_server(placement.mlflow_uri)
     run = RunDir(out)
     manifest, plan = prepare_run(run, experiment, placement, manifest, resume, command=command,
                                  extra=extra, warnings=warnings)

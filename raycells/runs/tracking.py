@@ -42,6 +42,24 @@ EPOCH_METRICS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy
 TEST_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
+def check_server(uri: str, seconds: float = 5.0) -> None:
+    """Fail in seconds, before any work, when nothing answers at an MLflow server's address
+    (`http(s)://host[:port]`): MLflow retries for minutes before it gives up."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return  # a local store (sqlite:///, file:), or a scheme MLflow resolves itself
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=seconds).close()
+    except OSError as error:
+        raise RaycellsError(f"nothing answers at --mlflow-uri {uri} ({error.strerror or error}): "
+                            "start the server or fix the address, or pass --no-tracking (the run "
+                            "directory keeps every result either way).") from None
+
+
 def mlflow_key(name: str) -> str:
     """`name` as MLflow accepts a metric's or parameter's name (letters, digits, _ - . / and
     spaces): a class named `+(‹=` would otherwise stop the record."""

@@ -134,6 +134,30 @@ def check_gpus_seen(placement: Placement, ray_gpus: float, cuda_gpus: int) -> No
             f"--num-gpus {cuda_gpus}`), or pass --gpus-per-worker 0 to train on the CPUs.")
 
 
+def check_answers(address: str, seconds: float = 5.0) -> None:
+    """Fail in seconds, naming the address, when nothing listens at a Ray cluster's host:port
+    (ray.init waits minutes, silently, for a cluster that is not there)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local") or address.startswith("anyscale://"):
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
+    if not host or port is None:
+        raise RayUnavailable(f"--address {address}: expected host:port (as `ray start --head` "
+                             "prints), ray://host:port, or auto.")
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as error:
+        raise RayUnavailable(f"nothing answers at --address {address} ({error.strerror or error}): "
+                             "check the address `ray start --head` printed and that the cluster "
+                             "is up (`ray status` on its head node).") from None
+
+
 def init_ray(placement: Placement) -> None:
     """Join (or start) the Ray cluster quietly: Ray's own logs stay in its session folder."""
     import ray
@@ -146,6 +170,8 @@ def init_ray(placement: Placement) -> None:
     os.environ.setdefault(DATA_RESERVATION_ENV, "60")
     os.environ.setdefault(IDLE_WORKERS_ENV, str(min(64, round(os.cpu_count() / DATA_TASK_CPUS))))
     if not ray.is_initialized():
+        if placement.address:
+            check_answers(placement.address)
         handler = signal.getsignal(signal.SIGTERM)
         try:
             # Without an address (or RAY_ADDRESS), a cluster of our own: Ray would otherwise

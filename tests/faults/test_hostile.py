@@ -231,3 +231,34 @@ def test_a_huge_file_among_the_images_is_listed_as_unreadable_and_the_rest_index
     assert len(manifest) == 6
     [problem] = manifest.unreadable
     assert problem.path.endswith("big.jpg") and "12,884,901,888 bytes" in problem.reason
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_a_cluster_address_where_nothing_listens_fails_in_seconds(address):
+    """`--address 127.0.0.1:1` (nothing listening) hung silently for minutes, `--resume` too."""
+    from raycells.errors import RayUnavailable
+    from raycells.settings import Placement
+    from raycells.train.trainer import init_ray
+
+    started = time.monotonic()
+    with pytest.raises(RayUnavailable, match=f"nothing answers at --address {address}"):
+        init_ray(Placement(address=address))
+    assert time.monotonic() - started < 10
+    with pytest.raises(RayUnavailable, match="expected host:port"):
+        init_ray(Placement(address="localhost"))
+
+
+def test_an_mlflow_server_that_does_not_answer_is_named_before_any_work(tmp_path, small_pbc):
+    """`--mlflow-uri http://127.0.0.1:9`: about 4 minutes of silence, then a warning."""
+    from typer.testing import CliRunner
+
+    from raycells.cli.main import app
+
+    run = tmp_path / "run"
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["cv", "--data", str(small_pbc), "--folds", "2", "--batch-size", "16",
+                                      "--mlflow-uri", "http://127.0.0.1:9", "--out", str(run)],
+                                terminal_width=300)
+    assert result.exit_code == 2, result.output
+    assert "nothing answers at --mlflow-uri http://127.0.0.1:9" in " ".join(result.output.split())
+    assert time.monotonic() - started < 30 and not (run / "config.json").exists()
