@@ -147,7 +147,10 @@ def complete_run():
             metrics = json.loads((fold / "metrics.json").read_text())
             assert metrics["images"] == len(predictions)
             first = probs.columns[0].removeprefix("prob_")
-            assert set(metrics["per_class"][first]) == {"precision", "sensitivity", "f1", "support"}
+            # Every per-class metric of the registry, as score_fold writes them.
+            assert set(metrics["per_class"][first]) == {"precision", "sensitivity", "f1", "roc_auc",
+                                                        "support"}
+            assert metrics["classes_scored"] <= metrics["classes"] == classes
             paths = list((fold / "checkpoint").glob("epoch-*/state.pt"))
             kept = [torch.load(path, weights_only=True) for path in paths
                     if path.stat().st_size > 1000]  # not one a test cut short
