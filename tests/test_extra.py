@@ -119,3 +119,22 @@ def test_near_duplicate_chains_over_the_size_guard_are_not_merged():
     assert len(set(groups[:10])) == 10 and groups[197] == groups[198]
     rows = {row["bits"]: row for row in threshold_tradeoff(frame, thresholds=(1, 2))}
     assert rows[1]["largest_group"] == 10 and rows[1]["pairs"] == 10
+
+
+def test_near_groups_worked_out_by_the_caller_are_used_as_they_are():
+    """prepare_run works the near pairs out once (for the folds and for its warning) and hands
+    them to the fold split as a column: the same groups as working them out there."""
+    import numpy as np
+    import pandas as pd
+
+    from raycells.data.duplicates import image_groups, near_groups
+
+    rng = np.random.default_rng(1)
+    hashes = [int(h) for h in rng.integers(0, 2**62, 300, dtype=np.int64)]
+    hashes[1], hashes[2] = hashes[0] ^ 1, hashes[0] ^ 3  # a chain of three near copies
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(300)], "label": "a",
+                          "sha1": [f"s{i}" for i in range(300)], "dhash": [f"{h:016x}" for h in hashes]})
+    labels, unmerged = near_groups(frame)
+    given = image_groups(frame.assign(near_group=labels), near=True)
+    assert unmerged == [] and (given == image_groups(frame, near=True)).all()
+    assert given[0] == given[1] == given[2] and len(set(given)) == 298

@@ -130,8 +130,9 @@ def threshold_tradeoff(frame: pd.DataFrame, thresholds=(2, 4, 6, 8, 12)) -> list
 def image_groups(frame: pd.DataFrame, *, near: bool = False) -> np.ndarray | None:
     """A group id per image (position in `frame`): images of one group always fall in the same
     part of a fold. A group joins images with the same `group` value (patient, slide), the same
-    sha1 and, with `near`, near-duplicate pictures (`near_groups`: a chain larger than
-    MAX_NEAR_GROUP is not merged). None when every image is a group of its own."""
+    sha1 and, with `near`, near-duplicate pictures (`near_groups`, or the caller's column
+    "near_group" of its labels: a chain larger than MAX_NEAR_GROUP is not merged). None when
+    every image is a group of its own."""
     n = len(frame)
     rows = frame.reset_index(drop=True)
     links = []
@@ -141,7 +142,8 @@ def image_groups(frame: pd.DataFrame, *, near: bool = False) -> np.ndarray | Non
             raise RaycellsError("grouping near-duplicates needs the images' difference hashes, "
                                 "which this manifest lacks (it was written by an older raycells): "
                                 "index the dataset again with `raycells data index`.")
-        rows = rows.assign(near_group=near_groups(rows)[0])
+        if "near_group" not in rows:  # not worked out by the caller already
+            rows = rows.assign(near_group=near_groups(rows)[0])
         columns += ("near_group",)
     for column in columns:
         if column in rows:

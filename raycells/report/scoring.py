@@ -78,6 +78,7 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
                             "`raycells cv` finish at "
                             "least one fold (or resume it with --resume, which redoes a fold "
                             "whose files are damaged).")
+    plan = run.read_plan()
     per_fold, confusion = {}, np.zeros((len(classes), len(classes)), dtype=np.int64)
     curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
     for k in present:
@@ -99,7 +100,7 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         run_dir=run.path, classes=classes, scheme=scheme.name if scheme else None, folds=present,
         missing=[k for k in range(folds_total) if k not in present], damaged=damaged,
         per_fold=per_fold, summary=summarize_folds(per_fold), confusion=confusion,
-        plan_id=_plan_id(run.read_plan()), test_train_ratio=test_train_ratio(run.read_plan(), folds_total),
+        plan_id=_plan_id(plan), test_train_ratio=test_train_ratio(plan, folds_total),
         threshold=threshold, curves=curves,
         chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None},
         config=config, histories=_histories(run, present),

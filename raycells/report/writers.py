@@ -161,6 +161,7 @@ def run_table(scores: RunScores) -> Table:
             return str(value)
         return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "off"
 
+    steps = _steps(scores.histories)
     precisions = sorted({str(p) for h in scores.histories.values() if "precision" in h
                          for p in h["precision"].dropna().unique()})
     hardware = ", ".join(config.get("gpus") or []) or "CPU"
@@ -177,7 +178,7 @@ def run_table(scores: RunScores) -> Table:
           if config.get("weights") else []),
         ["raycells", f"{config.get('raycells', '?')}, git {revision[:10]}"
                      + (" with uncommitted changes" if config.get("git_dirty") else "")],
-        *([["optimizer steps", _steps(scores.histories)]] if _steps(scores.histories) else []),
+        *([["optimizer steps", steps]] if steps else []),
         ["hardware", hardware + (f" ({', '.join(precisions)})" if precisions else "")],
         ["command", config.get("command_line") or config.get("command", "?")],
     ]

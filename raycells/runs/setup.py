@@ -131,14 +131,15 @@ def prepare_run(run: RunDir, experiment: Experiment, placement: Placement,
         plan = copy_folds(frame[~frame["label"].isin(dropped)], source.read_plan(),
                           folds=experiment.folds, origin=str(source.path))
     else:
-        plan = make_folds(frame, folds=experiment.folds, seed=experiment.seed,
+        # Near pairs worked out once: for the folds and for the warning about oversized chains.
+        near, unmerged = near_groups(frame) if experiment.group_near_duplicates else (None, [])
+        plan = make_folds(frame if near is None else frame.assign(near_group=near),
+                          folds=experiment.folds, seed=experiment.seed,
                           val_fraction=experiment.val_fraction,
                           drop_small=experiment.drop_small_classes,
                           near_duplicates=experiment.group_near_duplicates)
-        if experiment.group_near_duplicates:
-            unmerged = near_groups(frame)[1]
-            if unmerged:
-                warnings.append(
+        if unmerged:
+            warnings.append(
                     f"near-duplicates chain {len(unmerged)} group(s) of {', '.join(map(str, unmerged))} "
                     f"images, each over {MAX_NEAR_GROUP:.0%} of the data: not kept together (one "
                     "group would fill a test fold); `raycells data inspect` shows the pairs.")

@@ -171,14 +171,13 @@ class FoldTraining:
         seen = torch.zeros(len(job.classes), dtype=torch.long, device=self.device)
         count, steps, last_post = 0, 0, start
         lr = self._learning_rate()
-        for index, batch in enumerate(batches):
+        for steps, batch in enumerate(batches, start=1):
             lr = self._learning_rate()
             count += self.step(batch, lr, sums, seen)
             progress.step += 1
-            steps += 1
             if self.rank == 0 and time.perf_counter() - last_post > 1.0:
                 last_post = time.perf_counter()
-                self._post_training(epoch, index + 1, sums[0].item() / count,
+                self._post_training(epoch, steps, sums[0].item() / count,
                                     count * self.world / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
         if not steps:  # the driver checks the batch against the part; this is the last guard
