@@ -26,6 +26,7 @@ from ..data.manifest import Manifest
 from ..errors import RaycellsError
 from ..runs.rundir import RunDir
 from ..runs.setup import run_settings
+from ..runs.tracking import check_server
 from ..runs.tune import search_overlap
 from ..settings import Experiment, Placement, read_config_file, resolve_preset
 
@@ -175,6 +176,8 @@ def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
     its own manifest). `ignore`: tables of the config file that are not settings."""
     experiment, placement = run_settings(run, flags, preset=preset, config=config, resume=resume,
                                          ignore=ignore)
+    if placement.tracking and placement.mlflow_uri:  # before the images are read (run_cv again)
+        check_server(placement.mlflow_uri)
     if resume:
         return experiment, placement, None
     experiment, manifest = with_dataset(experiment)
