@@ -34,6 +34,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    # Tests that need Ray stopped first, so that the shared cluster (SharedRay) starts once.
+    items.sort(key=lambda item: "no_ray" not in getattr(item, "fixturenames", ()))
 
 
 def _shared(relative: str) -> Path:
@@ -97,30 +99,73 @@ def prediction_run():
     return build
 
 
+class SharedRay:
+    """One Ray cluster for every test that needs one (starting Ray costs seconds of both cores),
+    started by the first such test and stopped when the session ends; a test that needs Ray
+    stopped (it starts a cluster of its own, or makes Ray fail to start) takes `no_ray`, and
+    those tests run first so that the shared cluster starts once."""
+
+    address: str | None = None
+
+    @classmethod
+    def ensure(cls) -> None:
+        import ray
+
+        if ray.is_initialized():
+            if cls.address != ray.get_runtime_context().gcs_address:
+                pytest.fail("Ray is running but not as the tests' shared cluster: a test started "
+                            "its own and left it running.")
+            return
+        os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.train.trainer.init_ray does
+        os.environ.setdefault(IDLE_WORKERS_ENV, "8")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        cls.address = ray.get_runtime_context().gcs_address
+
+    @classmethod
+    def stop(cls) -> None:
+        import ray
+
+        cls.address = None
+        if ray.is_initialized():
+            ray.shutdown()
+
+    @classmethod
+    def foreign(cls) -> bool:
+        """Whether Ray runs in this process as a cluster some test started and left running."""
+        ray = sys.modules.get("ray")
+        return ray is not None and ray.is_initialized() and (
+            cls.address != ray.get_runtime_context().gcs_address)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_ray():
+    yield
+    SharedRay.stop()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _no_ray_left_running(request):
-    """A module that leaves Ray running (a CLI command run in-process starts one the test never
-    stops) would hand it to the next module, whose tests then join it unawares: name the module
-    and stop Ray, so only it fails."""
+    """A module that leaves a Ray of its own running (a CLI command run in-process starts one the
+    test never stops) would hand it to the next module, whose tests then join it unawares: name
+    the module and stop Ray, so only it fails."""
     yield
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    if SharedRay.foreign():
+        SharedRay.stop()
         pytest.fail(f"{request.module.__name__} left Ray running: give its tests that start Ray "
                     "the ray_session fixture.")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_session():
-    import ray
+    """The tests' shared Ray cluster (2 CPUs), started if it is not running."""
+    SharedRay.ensure()
 
-    os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.train.trainer.init_ray does
-    os.environ.setdefault(IDLE_WORKERS_ENV, "8")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+
+@pytest.fixture
+def no_ray():
+    """Ray stopped in this process, for a test that starts a cluster of its own or makes Ray fail
+    to start; such tests run before the rest."""
+    SharedRay.stop()
 
 
 @pytest.fixture
@@ -191,25 +236,16 @@ def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
 
 
 def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
-    """A finished 2-fold run (tiny CNN at 32x32, one epoch) on `manifest`, trained on a Ray
-    cluster of its own (set up before any module's ray_session) unless one is running."""
-    import ray
-
+    """A finished 2-fold run (tiny CNN at 32x32, one epoch) on `manifest`, trained on the shared
+    Ray cluster."""
     from raycells.runs.cv import run_cv
     from raycells.settings import build_settings
 
     experiment, placement = build_settings(flags={
         "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
         "lr": 0.01, "data": str(data)})
-    started = not ray.is_initialized()
-    if started:
-        os.environ.setdefault(DATA_RESERVATION_ENV, "60")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        run_cv(out, experiment, placement, manifest=manifest)
-    finally:
-        if started:
-            ray.shutdown()
+    SharedRay.ensure()
+    run_cv(out, experiment, placement, manifest=manifest)
     return out
 
 

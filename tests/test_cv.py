@@ -55,16 +55,30 @@ def _refuse(config):
     check_reachable({"the run directory, --out": config["folder"]})
 
 
-def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path, mlflow_runs):
+def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path, mlflow_runs,
+                                          monkeypatch):
     """Two runs with the same settings (oversampled, augmented, two epochs, one CPU worker) give
-    byte-identical predictions and the same history apart from its timings."""
+    byte-identical predictions and the same history apart from its timings. They start from
+    `--weights w.pt`, a path relative to the folder the command ran in: Ray Train runs the
+    workers in a folder of its own, and they read it from there."""
+    import json
+
+    import torch
+
+    from raycells.train.models import create_model
+
     timings = ["images_per_s", "train_seconds", "data_wait_seconds", "val_seconds", "ended_at"]
+    torch.save(create_model("tiny_cnn", 8).state_dict(), tmp_path / "w.pt")
+    monkeypatch.chdir(tmp_path)
 
     def run(name, seed, **settings):
         experiment, placement = _settings(data=str(small_pbc), sampling="oversample", seed=seed,
-                                          workers=1, **settings)
+                                          workers=1, weights="w.pt", **settings)
+        assert experiment.weights == str(tmp_path / "w.pt")
         run_cv(tmp_path / name, experiment, placement, manifest=read_manifest(small_pbc),
                only_folds=[0])
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["settings"]["experiment"]["weights"] == str(tmp_path / "w.pt")
         fold = tmp_path / name / "fold-0"
         return (fold / "predictions.parquet").read_bytes(), pd.read_csv(fold / "history.csv").drop(
             columns=timings)
@@ -108,24 +122,3 @@ def test_label_conflicts_are_warned_about_or_left_out(pbc_manifest, tmp_path):
             assert kept.empty and "left out 2 images" in warning
         else:
             assert len(kept) == 2 and kept["fold"].nunique() == 1 and "1 set," in warning
-
-
-def test_a_relative_weights_path_is_read_by_the_workers(ray_session, small_pbc, tmp_path,
-                                                        monkeypatch):
-    """Ray Train runs the workers in a folder of its own: `--weights w.pt` is taken from the
-    folder the command ran in, and the fold trains from it."""
-    import json
-
-    import torch
-
-    from raycells.train.models import create_model
-
-    torch.save(create_model("tiny_cnn", 8).state_dict(), tmp_path / "w.pt")
-    monkeypatch.chdir(tmp_path)
-    experiment, placement = _settings(data=str(small_pbc), weights="w.pt", epochs=1)
-    assert experiment.weights == str(tmp_path / "w.pt")
-    run_cv(tmp_path / "run", experiment, placement, manifest=read_manifest(small_pbc),
-           only_folds=[0])
-    assert (tmp_path / "run" / "fold-0" / "metrics.json").is_file()
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["settings"]["experiment"]["weights"] == str(tmp_path / "w.pt")

@@ -40,7 +40,7 @@ asynchronously; measured up to 1 s), allowed once per wave of folds that start t
 
 @pytest.mark.slow  # starts Ray with fake GPUs of its own
 @pytest.mark.parametrize("gpus", [4, 8, 16])
-def test_cross_validation_keeps_to_the_plan_on_fake_gpus(gpus):
+def test_cross_validation_keeps_to_the_plan_on_fake_gpus(gpus, no_ray):
     """Every fold holds its workers' GPUs (a placement group) for its modelled time; the runner
     starts each as its GPUs come free. Starting folds before their GPUs are free would show as
     waiting, leaving GPUs idle as a longer wall time; 5 folds at one GPU each fails this on 4, 8

@@ -1,4 +1,4 @@
-"""raycells tune: search spaces, and a small search on the demo data through Ray Tune."""
+"""raycells tune: search spaces, and small searches on real PBC images through Ray Tune."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from raycells.cli.options import parse_space
-from raycells.data.demo import demo_dataset
-from raycells.data.index import index_dataset
+from raycells.data.manifest import read_manifest
 from raycells.errors import RaycellsError
 from raycells.runs.cv import run_cv
 from raycells.runs.tune import SearchPlan, check_space, run_tune, search_overlap
@@ -42,14 +41,15 @@ def test_overrides_reach_nested_settings_and_bad_ones_are_named():
             check_space(base, space)
 
 
-def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path):
-    data = demo_dataset()
+def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, small_pbc, tmp_path):
+    data = small_pbc
+    manifest = read_manifest(data)
     experiment, placement = build_settings(flags={**SMALL, "data": str(data)})
     run = tmp_path / "tune"
     seen = []
     result = run_tune(run, experiment, placement,
                       {"sampling.policy": ["oversample", "class-weighted"]},
-                      manifest=index_dataset(data), grace_epochs=2,
+                      manifest=manifest, grace_epochs=2,
                       events=lambda kind, **info: seen.append(kind))
     trials = pd.read_csv(run / "trials.csv")
     assert len(trials) == 2 and set(trials["sampling.policy"]) == {"oversample", "class-weighted"}
@@ -76,11 +76,11 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, tmp_path
     # best.json says which images chose the winner; a cross-validation on them is caught.
     plan = pd.read_parquet(run / "folds.parquet")
     assert best["search_images"]["images"] == int((plan["fold"] != 0).sum())
-    assert search_overlap(run / "best.json", index_dataset(data).frame) == (
+    assert search_overlap(run / "best.json", manifest.frame) == (
         best["search_images"]["images"], str(run.resolve()))
     tuned, placement = build_settings(config_file=run / "best.json", flags={"epochs": 1, "folds": 2})
     assert tuned.sampling.policy == result.best["sampling.policy"]
-    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=index_dataset(data), only_folds=[1])
+    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=manifest, only_folds=[1])
     assert sorted(cv.per_fold) == [1]
 
 
@@ -89,7 +89,6 @@ def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ra
     """cv --search: an outer fold's search trains and scores trials on that fold's training part
     only, its winner is trained again with the chosen settings and tested once; the run directory
     and the report say what the fold chose. (One fold of two, to keep the suite short.)"""
-    from raycells.data.manifest import read_manifest
     from raycells.report.scoring import score_run
     from raycells.report.writers import report_tables
 

@@ -17,7 +17,8 @@
 #   path.json       the raycells path (benchmarks/device/path.py): fold 0 of `raycells cv`, paper
 #                   preset, batch 64, 2 epochs of 6,000 drawn images, streamed by Ray Data;
 #                   images/s per epoch, data-wait share, from history.csv
-#   path_held.json  the same with --images-on-device (the training part held on the GPU)
+#   path_held.json  the same with --images-on-device (the training part held on the GPU), in the
+#                   same process and Ray session
 #   feed.json       the feed's CPU ms per image (benchmarks/feed.py)
 #   log.txt         what each step printed on stderr
 # The ~4,000 synthetic images (the speed does not depend on what they show), the image cache
@@ -77,9 +78,8 @@ run images 60 "$PY" -c "import os, sys; from raycells.data.demo import write_dem
 write_demo(sys.argv[1], largest=int(sys.argv[2]), smallest=int(sys.argv[3]), processes=os.cpu_count())" \
   "$WORK/images" "${IMAGES[1]}" "${IMAGES[3]}"
 run step 130 "$PY" benchmarks/step.py "${STEP[@]}" --out "$OUT/step.json"
-run path 160 "$PY" benchmarks/device/path.py "$WORK/images" "$WORK/path" "${MODEL[@]}" --out "$OUT/path.json"
-run path_held 120 "$PY" benchmarks/device/path.py "$WORK/images" "$WORK/path_held" "${MODEL[@]}" \
-  --images-on-device --out "$OUT/path_held.json"
+run path 270 "$PY" benchmarks/device/path.py "$WORK/images" "$WORK/path" "${MODEL[@]}" \
+  --out "$OUT/path.json" --held "$OUT/path_held.json"
 run feed 80 bash -c '"$1" benchmarks/feed.py --data "$2" "${@:4}" | tail -n 1 > "$3"' feed \
   "$PY" "$WORK/images" "$OUT/feed.json" "${FEED[@]}"
 [ "$SMOKE" = 1 ] && rm -rf "$WORK"

@@ -234,7 +234,7 @@ def test_a_huge_file_among_the_images_is_listed_as_unreadable_and_the_rest_index
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
-def test_a_cluster_address_where_nothing_listens_fails_in_seconds(address):
+def test_a_cluster_address_where_nothing_listens_fails_in_seconds(address, no_ray):
     """`--address 127.0.0.1:1` (nothing listening) hung silently for minutes, `--resume` too."""
     from raycells.errors import RayUnavailable
     from raycells.settings import Placement

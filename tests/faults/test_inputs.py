@@ -132,7 +132,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
 
 
 def test_ray_that_cannot_start_is_a_clear_error_with_the_resume_command(tmp_path, small_pbc,
-                                                                        monkeypatch):
+                                                                        monkeypatch, no_ray):
     import ray
 
     def timed_out(*args, **kwargs):
