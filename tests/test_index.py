@@ -177,3 +177,37 @@ def test_a_decompression_bomb_is_listed_and_the_rest_indexed(tmp_path, pbc_dir):
     larger = CliRunner().invoke(app, ["data", "index", str(root), "--max-pixels", "150000000",
                                       "--out", str(tmp_path / "m2.parquet")], terminal_width=300)
     assert larger.exit_code == 1 and "large.png" not in larger.output and "bomb.png" in larger.output
+
+
+def test_a_second_index_reads_only_the_files_that_changed(tmp_path, pbc_dir, monkeypatch):
+    """Indexing again recalls each unchanged file's facts ($RAYCELLS_CACHE/probes) and reads the
+    new or changed ones; the manifest is the same either way."""
+    from raycells.data import index as indexing
+
+    monkeypatch.setenv("RAYCELLS_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    for name in ("basophil", "platelet"):
+        (root / name).mkdir(parents=True)
+        for image in sorted((pbc_dir / name).iterdir())[:3]:
+            shutil.copy(image, root / name / image.name)
+    first = index_dataset(root)
+    read = []
+    real = indexing.probe
+    monkeypatch.setattr(indexing, "probe", lambda path, *args: read.append(path) or real(path, *args))
+    pd.testing.assert_frame_equal(index_dataset(root).frame, first.frame)
+    assert read == []
+    changed = sorted((root / "platelet").iterdir())[0]
+    changed.write_bytes((root / "basophil" / sorted(p.name for p in (root / "basophil").iterdir())[0])
+                        .read_bytes())
+    again = index_dataset(root)
+    assert read == [str(changed)]
+    assert again.frame.set_index("path").loc[str(changed), "sha1"] != first.frame.set_index(
+        "path").loc[str(changed), "sha1"]
+    read.clear()
+    index_dataset(root, max_pixels=10**8)  # another pixel limit: every file read again
+    assert len(read) == 6
+    blocked = tmp_path / "a-file"  # a cache folder that cannot be made costs only the time
+    blocked.write_text("")
+    monkeypatch.setenv("RAYCELLS_CACHE", str(blocked))
+    (root / "basophil" / "new.jpg").write_bytes(changed.read_bytes())
+    assert len(index_dataset(root).frame) == 7

@@ -27,7 +27,8 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import RaycellsError
-from .images import IMAGE_SUFFIXES, MAX_PIXELS, UnreadableImage, is_image_name, probe
+from . import probes
+from .images import IMAGE_SUFFIXES, MAX_PIXELS, ImageFacts, UnreadableImage, is_image_name, probe
 from .manifest import COLUMNS, Manifest, Problem, read_manifest
 from .schemes import AML, PBC, PBC_FINE_LABELS
 
@@ -292,23 +293,34 @@ def _probe_all(rows: list[dict], source: str, progress: Progress | None, threads
 
 def _probe_rows(rows: list[dict], source: str, progress: Progress | None, threads: int | None,
                 max_pixels: int) -> tuple[pd.DataFrame, list[Problem]]:
-    total, done = len(rows), 0
-    good, unreadable = [], []
+    paths = [r["path"] for r in rows]
+    outcomes: dict[str, ImageFacts | Problem] = probes.known(paths, max_pixels)
+    unknown = [path for path in paths if path not in outcomes]
+    total, done = len(rows), len(outcomes)
+    if progress and done:
+        progress(done, total)
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        for row, outcome in zip(rows, pool.map(functools.partial(_probe_one, max_pixels=max_pixels),
-                                                 [r["path"] for r in rows])):
+        for path, outcome in zip(unknown, pool.map(functools.partial(_probe_one, max_pixels=max_pixels),
+                                                   unknown)):
             done += 1
             if progress and (done % 64 == 0 or done == total):
                 progress(done, total)
-            if isinstance(outcome, Problem):
-                unreadable.append(outcome)
-                continue
-            good.append({**row, "source": source, "sha1": outcome.sha1, "dhash": outcome.dhash,
-                         "width": outcome.width, "height": outcome.height, "mode": outcome.mode,
-                         "format": outcome.format, "file_bytes": outcome.file_bytes,
-                         "quant": outcome.quant,
-                         **{f"mean_{c}": v for c, v in zip("rgb", outcome.mean)},
-                         **{f"std_{c}": v for c, v in zip("rgb", outcome.std)}})
+            outcomes[path] = outcome
+    if unknown:
+        probes.record({path: facts for path, facts in outcomes.items()
+                       if isinstance(facts, ImageFacts)}, max_pixels)
+    good, unreadable = [], []
+    for row in rows:
+        outcome = outcomes[row["path"]]
+        if isinstance(outcome, Problem):
+            unreadable.append(outcome)
+            continue
+        good.append({**row, "source": source, "sha1": outcome.sha1, "dhash": outcome.dhash,
+                     "width": outcome.width, "height": outcome.height, "mode": outcome.mode,
+                     "format": outcome.format, "file_bytes": outcome.file_bytes,
+                     "quant": outcome.quant,
+                     **{f"mean_{c}": float(v) for c, v in zip("rgb", outcome.mean)},
+                     **{f"std_{c}": float(v) for c, v in zip("rgb", outcome.std)}})
     extra = [key for key in (good[0] if good else {}) if key not in COLUMNS]
     frame = pd.DataFrame(good, columns=list(COLUMNS) + extra)
     frame = frame.sort_values(["label", "path"], kind="stable").reset_index(drop=True)

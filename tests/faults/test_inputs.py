@@ -155,9 +155,11 @@ def test_sigterm_while_indexing_ends_quietly_with_143_and_writes_nothing(tmp_pat
     out = tmp_path / "manifest.parquet"
     log = tmp_path / "output.txt"
     with open(log, "w") as output:
+        # An empty cache folder: the images are read, not their facts recalled (raycells.data.probes).
         indexing = subprocess.Popen([sys.executable, "-m", "raycells.cli.main", "data", "index",
                                      str(pbc_dir), "--out", str(out)],
-                                    stdout=output, stderr=subprocess.STDOUT)
+                                    stdout=output, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "RAYCELLS_CACHE": str(tmp_path / "cache")})
     deadline = time.time() + 60
     while not _reads_from(indexing.pid, pbc_dir):  # hashing and decoding 8,562 images
         assert time.time() < deadline and indexing.poll() is None, log.read_text()
