@@ -155,23 +155,46 @@ def read_torch_file(path: str | Path, fix: str) -> Any:
 
 
 def newest_readable(path: str | Path) -> Checkpoint:
-    """The checkpoint in folder `path`, or when it cannot be read (a file cut short by a full
-    disk or a killed write) the newest older one beside it (the epoch a fold restarts from,
-    in its metrics.json's restored_from, says which)."""
+    """The newest checkpoint of the fold whose checkpoint `path` is (Ray Train's last, or one
+    written after it: a driver killed mid-fold leaves the last epoch or two that its workers
+    wrote unrecorded by Ray Train) that can be read; one cut short (a full disk, a killed
+    write) is passed over for the one before it (the epoch a fold restarts from, in its
+    metrics.json's restored_from, says which)."""
     path = Path(path)
-    older = sorted((p.parent for p in path.parent.glob(PATTERN) if p.parent.name < path.name),
-                   reverse=True)
+    folders = sorted({p.parent for p in path.parent.glob(PATTERN)} | {path}, key=_epoch_order,
+                     reverse=True)
     damaged: list[Path] = []
-    for folder in [path, *older]:
+    for folder in folders:
         try:
             return load_checkpoint(folder)
         except RaycellsError:
-            if folder == path and not older:
+            if len(folders) == 1:
                 raise
             damaged.append(folder / FILE)
     raise RaycellsError(f"{path.parent}: no checkpoint there can be read (damaged: "
                         f"{', '.join(map(str, damaged))}). Start the fold again: delete "
                         f"{path.parent} and resume.")
+
+
+def _epoch_order(folder: Path) -> tuple[int, int]:
+    """(epoch, restarts) of a checkpoint folder epoch-NNN or epoch-NNN-rK: a later restart's
+    checkpoint of an epoch comes after an earlier one's."""
+    epoch, _, restarts = folder.name.removeprefix("epoch-").partition("-r")
+    return int(epoch), int(restarts or 0)
+
+
+def drop_untracked(kept: list[Path]) -> None:
+    """Remove the epoch folders beside the checkpoints `kept` (the ones Ray Train keeps) that it
+    does not track: those a killed driver left unrecorded, and checkpoints cut short. Their
+    networks' files may already be pruned (`prune_best`); a fold must not resume from them."""
+    if not kept:
+        return
+    import shutil
+
+    kept = {Path(path).resolve() for path in kept}
+    for state in next(iter(kept)).parent.glob(PATTERN):
+        if state.parent.resolve() not in kept:
+            shutil.rmtree(state.parent, ignore_errors=True)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

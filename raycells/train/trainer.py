@@ -20,6 +20,7 @@ from ..data.sampling import expected_copies, loss_weights
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
 from ..settings import Experiment, Placement
+from .checkpoint import drop_untracked
 from .job import FoldJob, step_batch
 from .schedule import fold_widths
 
@@ -273,11 +274,12 @@ def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: 
 def fit(trainer):
     """`trainer.fit()`, with a worker's refusal (a `RaycellsError`, such as a folder its node
     cannot see) or a write its disk refused (`WRITE_FAILURES`) raised as itself rather than
-    inside Ray Train's report of worker failures."""
+    inside Ray Train's report of worker failures; once it ends, only the checkpoint folders Ray
+    Train keeps are left (`drop_untracked`)."""
     import ray.train
 
     try:
-        return trainer.fit()
+        result = trainer.fit()
     except ray.train.WorkerGroupError as error:
         for failure in error.worker_failures.values():
             cause = getattr(failure, "cause", failure)
@@ -286,3 +288,5 @@ def fit(trainer):
             if isinstance(cause, OSError) and cause.errno in WRITE_FAILURES:  # saving a checkpoint
                 raise OSError(cause.errno, cause.strerror, cause.filename) from None
         raise
+    drop_untracked([checkpoint.path for checkpoint, _ in result.best_checkpoints or []])
+    return result

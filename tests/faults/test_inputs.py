@@ -210,3 +210,26 @@ def test_a_training_part_smaller_than_a_batch_is_refused_before_any_work(tmp_pat
     assert result.exit_code == 2, result.output
     assert "fewer than one batch of 64" in result.output and "Lower --batch-size" in result.output
     assert not (run / "config.json").exists()
+
+
+def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_path):
+    """Ray Train records a checkpoint up to a health check (2 s) after the worker wrote it: a
+    driver killed in between leaves newer epochs on disk than Ray Train's last. The fold goes on
+    from the newest readable one (one cut short is passed over), and once the fold ends only
+    the folders Ray Train keeps are left."""
+    from raycells.train.checkpoint import Checkpoint, Progress, drop_untracked, newest_readable, save_checkpoint
+
+    folder = tmp_path / "checkpoint"
+    for name, epoch in (("epoch-001", 0), ("epoch-002", 1), ("epoch-003", 2), ("epoch-004", 3),
+                        ("epoch-002-r1", 1)):
+        (folder / name).mkdir(parents=True)
+        save_checkpoint(Checkpoint(model_name="tiny_cnn", classes=["a", "b"], image_size=32,
+                                   experiment={}, progress=Progress(epoch=epoch), model={},
+                                   optimizer={}, scaler={}), folder / name)
+    (folder / "epoch-004" / "state.pt").write_bytes(b"cut short")
+    (folder / "epoch-002-r1").rename(folder / "epoch-003-r1")  # a later restart's epoch 3
+    assert newest_readable(folder / "epoch-002").path == folder / "epoch-003-r1" / "state.pt"
+    (folder / "epoch-003-r1" / "state.pt").write_bytes(b"cut short")
+    assert newest_readable(folder / "epoch-001").progress.epoch == 2  # epoch-003
+    drop_untracked([folder / "epoch-001", folder / "epoch-002"])
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-001", "epoch-002"]
