@@ -46,8 +46,9 @@ def test_cluster_config_passes_rays_validation(name):
 def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, complete_run,
                                                            monkeypatch):
     """Two nodes of 3 CPUs and workers of 2 CPUs: a fold's two workers cannot share a node. The
-    worker node is killed once fold 0 has a checkpoint and a new one joins; the fold goes on from
-    the checkpoint on the new node."""
+    worker node is killed once Ray Train has recorded a checkpoint of fold 0 (up to 2 s after it
+    is written: five epochs, so that the fold is still training then) and a new one joins; the
+    fold goes on from the checkpoint on the new node."""
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv(DATA_RESERVATION_ENV, "60")  # as raycells sets for a cluster it starts
@@ -55,7 +56,7 @@ def test_a_cv_run_spans_two_nodes_and_survives_losing_one(small_pbc, tmp_path, c
     lost = cluster.add_node(num_cpus=3)
     run, log = tmp_path / "run", tmp_path / "driver.log"
     command = [sys.executable, "-m", "raycells.cli.main", "cv", "--address", cluster.address,
-               "--data", str(small_pbc), "--out", str(run), "--folds", "2", "--epochs", "2",
+               "--data", str(small_pbc), "--out", str(run), "--folds", "2", "--epochs", "5",
                "--model", "tiny_cnn", "--image-size", "32", "--batch-size", "16", "--lr", "0.01",
                "--workers", "2", "--cpus-per-worker", "2", "--batch-scaling", "per-worker"]
     try:
