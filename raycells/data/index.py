@@ -307,8 +307,8 @@ def _probe_rows(rows: list[dict], source: str, progress: Progress | None, thread
                 progress(done, total)
             outcomes[path] = outcome
     if unknown:
-        probes.record({path: facts for path, facts in outcomes.items()
-                       if isinstance(facts, ImageFacts)}, max_pixels)
+        probes.record(paths, {path: facts for path, facts in outcomes.items()
+                              if isinstance(facts, ImageFacts)}, max_pixels)
     good, unreadable = [], []
     for row in rows:
         outcome = outcomes[row["path"]]

@@ -60,9 +60,10 @@ def known(paths: list[str], max_pixels: int) -> dict[str, ImageFacts]:
     return facts
 
 
-def record(facts: dict[str, ImageFacts], max_pixels: int) -> None:
-    """Keep `facts` (path -> facts, read just now) for the next index of these images; a cache
-    folder that cannot be written only costs that speed."""
+def record(paths: list[str], facts: dict[str, ImageFacts], max_pixels: int) -> None:
+    """Keep `facts` (path -> facts, of the readable ones of `paths`, the images `known` was
+    asked about) for the next index of these images; a cache folder that cannot be written
+    only costs that speed."""
     rows = []
     for path, fact in facts.items():
         stat = _stat(path)
@@ -70,7 +71,7 @@ def record(facts: dict[str, ImageFacts], max_pixels: int) -> None:
             rows.append({"path": path, **dict(zip(_STAT, stat)), **asdict(fact)})
     if not rows:
         return
-    store = _store(list(facts), max_pixels)
+    store = _store(paths, max_pixels)  # as `known` finds it, unreadable files or not
     frame = pd.DataFrame(rows)
     for name in ("mean", "std"):
         frame[name] = frame[name].map(list)
