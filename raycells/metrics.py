@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 DDOF = 1
 """Degrees of freedom of every standard deviation over folds."""
@@ -59,6 +58,14 @@ def _precision(truth: FoldTruth, index: int) -> float:
     return float((truth.y_true[called] == index).mean()) if called.any() else 0.0
 
 
+def _sklearn():
+    """scikit-learn's metrics, imported when first used: a training worker, which scores only
+    confusion matrices (`confusion_scores`), starts without them."""
+    import sklearn.metrics
+
+    return sklearn.metrics
+
+
 def _f1(truth: FoldTruth, index: int) -> float:
     precision, recall = _precision(truth, index), _recall(truth, index)
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -66,16 +73,16 @@ def _f1(truth: FoldTruth, index: int) -> float:
 
 def _roc_auc(truth: FoldTruth, index: int) -> float | None:
     positive = truth.y_true == index
-    return float(roc_auc_score(positive, truth.probs[:, index])) if (~positive).any() else None
+    return float(_sklearn().roc_auc_score(positive, truth.probs[:, index])) if (~positive).any() else None
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", "accuracy", lambda t: float(accuracy_score(t.y_true, t.y_pred))),
+    Metric("accuracy", "accuracy", lambda t: float(_sklearn().accuracy_score(t.y_true, t.y_pred))),
     Metric("balanced_accuracy", "balanced accuracy",
            lambda t: float(np.mean([_recall(t, i) for i in t.present]))),
-    Metric("macro_f1", "macro F1", lambda t: float(f1_score(
+    Metric("macro_f1", "macro F1", lambda t: float(_sklearn().f1_score(
         t.y_true, t.y_pred, labels=t.present, average="macro", zero_division=0))),
-    Metric("weighted_f1", "weighted F1", lambda t: float(f1_score(
+    Metric("weighted_f1", "weighted F1", lambda t: float(_sklearn().f1_score(
         t.y_true, t.y_pred, labels=t.present, average="weighted", zero_division=0))),
     Metric("precision", "precision", _precision, per_class=True),
     Metric("sensitivity", "sensitivity", _recall, per_class=True),
@@ -130,7 +137,7 @@ def group_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     called = score >= threshold
     both = positive.any() and (~positive).any()
     return {
-        "roc_auc": float(roc_auc_score(positive, score)) if both else None,
+        "roc_auc": float(_sklearn().roc_auc_score(positive, score)) if both else None,
         "sensitivity": float(called[positive].mean()) if positive.any() else None,
         "specificity": float((~called[~positive]).mean()) if (~positive).any() else None,
         "positives": int(positive.sum()),

@@ -61,6 +61,26 @@ def test_checkpoints_and_weights_files_are_refused_without_running_code(tmp_path
     assert not marker.exists()
 
 
+def test_test_predictions_a_fold_left_are_read_as_numbers_only(tmp_path):
+    """A fold's worker leaves its test part's probabilities in checkpoint/test-*.npz for the driver;
+    one holding a pickle (an object array) is refused without running it, a missing one named."""
+    import numpy as np
+
+    from raycells.train.checkpoint import read_test_probabilities, save_test_probabilities, test_file
+
+    best, marker = "best-epoch-002.safetensors", tmp_path / "ran"
+    save_test_probabilities(tmp_path, best, np.array([3, 7]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    rows, probs = read_test_probabilities(tmp_path, best)
+    assert rows.tolist() == [3, 7] and probs[1].tolist() == [0.2, 0.8]
+    with open(tmp_path / test_file(best), "wb") as stream:
+        np.savez(stream, rows=np.array([_Payload(marker)], dtype=object), probs=np.zeros((1, 2)))
+    with pytest.raises(RaycellsError, match="test-best-epoch-002.npz.*cannot be read.*Resume"):
+        read_test_probabilities(tmp_path, best)
+    with pytest.raises(RaycellsError, match="test-best-epoch-009.npz"):
+        read_test_probabilities(tmp_path, "best-epoch-009.safetensors")
+    assert not marker.exists()
+
+
 def test_a_run_directory_with_planted_checkpoints_is_refused(aml_run, tmp_path):
     """evaluate --from RUN and transfer --from RUN read the run's checkpoints: refused before Ray
     or the image cache start."""

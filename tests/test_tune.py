@@ -110,6 +110,8 @@ def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ra
         assert set(trials["sampling.policy"]) == {"none", "oversample"}
         assert chosen["sampling.policy"] == trials.iloc[0]["sampling.policy"]
         assert not list(search.rglob("predictions.parquet"))  # the search never saw the test fold
+        assert not list(search.rglob("test-*.npz"))  # its trials' workers were given no test part
+        assert not list((run / f"fold-{k}" / "checkpoint").glob("test-*.npz"))  # read, then removed
         final = torch.load(sorted((run / f"fold-{k}" / "checkpoint").rglob("state.pt"))[-1],
                            weights_only=True)
         assert final["experiment"]["sampling"]["policy"] == chosen["sampling.policy"]

@@ -190,9 +190,6 @@ class FoldsDisplay(LiveDisplay):
             if "batches" in state:
                 row.setdefault("training_since", time.monotonic())
 
-    def _on_fold_predicting(self, fold) -> None:
-        self._folds[fold]["phase"] = "predicting"
-
     def _on_fold_finished(self, fold, metrics) -> None:
         row = self._folds[fold]
         row.update(phase="done", result=metrics,

@@ -2,8 +2,9 @@
 
 `run_cv` prepares (or reopens) the run directory, builds the decoded-image cache with Ray Data,
 and trains each unfinished fold with a Ray Train `TorchTrainer` (folds run concurrently when the
-cluster has room for more than one). After a fold's training it predicts the test fold once with
-the best model and writes history.csv, predictions.parquet and metrics.json.
+cluster has room for more than one). After the last epoch the fold's first worker predicts the
+test fold once with the best model; the driver then writes history.csv, predictions.parquet and
+metrics.json.
 
 With a search (`raycells cv --search`), selection is nested: for every outer fold k, a Ray Tune
 search runs on fold k's training part only (trials scored on its inner validation split), its
@@ -33,10 +34,10 @@ from ..errors import RaycellsError
 from ..files import atomic_path, write_csv, write_json
 from ..metrics import score_fold, summarize_folds
 from ..settings import Experiment, Placement, as_dict, with_overrides
-from ..train.checkpoint import load_checkpoint
-from ..train.predict import predict_rows, predictions_frame
+from ..train.checkpoint import load_checkpoint, read_test_probabilities, test_file
+from ..train.predict import predictions_frame
 from ..train.progress import start_board
-from ..train.trainer import Resources, fit, fold_trainer, plan_resources
+from ..train.trainer import CHECKPOINTS, Resources, fit, fold_trainer, plan_resources
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
 from .tracking import Tracker, check_server
@@ -67,7 +68,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     settings inside every fold (see the module's docstring). The run is recorded in MLflow unless
     `placement.tracking` is off (`runs/tracking`). Events: those of every run, tracking (where the
     record goes) or tracking_failed, then fold_skipped, todo (the folds to train), fold_started,
-    status (every fold's progress), fold_predicting, fold_finished; with `nested` also
+    status (every fold's progress), fold_finished; with `nested` also
     search_started, the search's trial_result and trial_done, and search_finished."""
     emit = events or no_events
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
@@ -164,17 +165,17 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
     parts = fold_parts(plan, fold)
     fold_dir = run.fold(fold)
     trainer = fold_trainer(experiment, resources, plan, classes, labels, cache, fold, board,
-                           storage=fold_dir)
-    result = fit(trainer)
+                           storage=fold_dir, test=True)
+    result = fit(trainer)  # trains, then predicts the test part with the best epoch's network
     fit_seconds = time.time() - started
     if result.checkpoint is None:
         raise RaycellsError(f"fold {fold}: training ended without a checkpoint; see {fold_dir}.")
-    emit("fold_predicting", fold=fold)
     with result.checkpoint.as_directory() as folder:
         progress = load_checkpoint(folder).progress
-        rows, probs = predict_rows(Path(folder), cache, experiment.image_size, labels,
-                                   parts["test"], use_gpu=resources.gpus_per_worker > 0,
-                                   threads=resources.threads, tta=experiment.tta)
+    rows, probs = read_test_probabilities(fold_dir / CHECKPOINTS, progress.best["file"])
+    if not np.array_equal(rows, np.sort(parts["test"])):
+        raise RaycellsError(f"{fold_dir / CHECKPOINTS}: the test predictions there are not of "
+                            f"fold {fold}'s test part. Resume the run to predict it again.")
     history = pd.DataFrame([
         {**{k: v for k, v in epoch.items() if k != "seen_per_class"},
          **{f"seen_{code}": n for code, n in epoch["seen_per_class"].items()}}
@@ -191,6 +192,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
                    nodes=ray.get(board.nodes.remote(fold)),
                    **({"chosen": chosen} if chosen is not None else {}))
     write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+    (fold_dir / CHECKPOINTS / test_file(progress.best["file"])).unlink(missing_ok=True)
     tracker.fold_finished(fold, metrics, progress.history)
     emit("fold_finished", fold=fold, metrics=metrics)
 

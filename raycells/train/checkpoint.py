@@ -9,17 +9,22 @@ with `weights_only=True`: a checkpoint from someone else's run directory cannot 
 
 The best epoch's weights (the fold's network) are stored once, beside the epoch folders, as
 `checkpoint/best-epoch-NNN.safetensors`; a checkpoint's `best` names its file. Only the files
-that the kept checkpoints name stay (`prune_best`).
+that the kept checkpoints name stay (`prune_best`). After the last epoch, the first training
+worker predicts the fold's test part with that network and writes the probabilities beside it
+(`test_file`: `test-best-epoch-NNN.npz`, rows and probs), for the driver to turn into
+predictions.parquet.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import RaycellsError
@@ -119,6 +124,31 @@ def read_best(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError) as error:
         raise RaycellsError(f"{path}: the fold's network cannot be read ({error}). Take the run "
                             "directory as raycells wrote it, or train the fold again.") from None
+
+
+def test_file(best: str) -> str:
+    """The name of the test part's probabilities from the network in file `best`."""
+    return f"test-{Path(best).stem}.npz"
+
+
+def save_test_probabilities(folder: str | Path, best: str, rows: np.ndarray,
+                            probs: np.ndarray) -> None:
+    """Write the test part's manifest `rows` and their class probabilities `probs`, as predicted
+    by the network in `folder`/`best`, atomically."""
+    with atomic_path(Path(folder) / test_file(best)) as tmp, open(tmp, "wb") as stream:
+        np.savez(stream, rows=rows, probs=probs)
+
+
+def read_test_probabilities(folder: str | Path, best: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probs) as `save_test_probabilities` wrote them (RaycellsError naming the file when
+    they are missing or cannot be read; nothing in the file is unpickled)."""
+    path = Path(folder) / test_file(best)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["rows"], saved["probs"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise RaycellsError(f"{path}: the fold's test predictions cannot be read ({error}). "
+                            "Resume the run: the fold predicts its test part again.") from None
 
 
 def prune_best(folder: str | Path, keep: set[str]) -> None:

@@ -37,6 +37,9 @@ class FoldJob:
     checkpoints: str
     """The fold's checkpoint folder (Ray Train's run folder), where the first worker also writes
     the best epoch's network."""
+    test_images: int = 0
+    """Images in the fold's test part, which the first worker predicts after the last epoch (0:
+    none given to the workers, as for a Tune trial)."""
 
     @property
     def phases(self) -> list[Phase]:

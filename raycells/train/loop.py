@@ -1,11 +1,14 @@
 """The per-worker training loop of one fold: plain PyTorch plus `ray.train.report`.
 
     restore -> for each epoch: enter its phase -> train -> validate -> record -> report
+            -> predict the test part (first worker, with the best epoch's network)
 
 Each epoch trains on this worker's shard of the training images (augmented on the worker's
 device), scores the inner validation split (each worker a share, confusion matrices summed),
 and reports the metrics with a checkpoint (`raycells.train.checkpoint`), so that a restarted
-worker continues where the last one stopped and the driver can predict with the best model.
+worker continues where the last one stopped. Once every epoch is done, and only then, the first
+worker reads the fold's test part (for cross-validation; a Tune trial has none) and predicts it
+with the best epoch's network, already on its device.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from ..metrics import confusion_scores
 from ..seeds import derive_seed
 from ..settings import as_dict
 from .augment import Augmenter
-from .checkpoint import Checkpoint, Progress, newest_readable, prune_best, save_best, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    Progress,
+    newest_readable,
+    prune_best,
+    read_best,
+    save_best,
+    save_checkpoint,
+    save_test_probabilities,
+)
 from .feed import PADDING, EpochBatches, HeldBatches, HeldImages, validation_share
 from .inputs import prepare_images
 from .job import FoldJob
@@ -37,6 +49,7 @@ from .models import create_model, load_weights
 from .optim import learning_rate, make_optimizer
 from .phases import phase_of, set_trainable, train_mode
 from .precision import autocast, choose_precision
+from .predict import class_probabilities
 from .step import Step
 
 
@@ -52,6 +65,8 @@ def train_fold(config: dict[str, Any]) -> None:
         record = epoch_record(epoch, fold.phase.name, trained, validated)
         best = fold.progress.record(epoch, record, keep=fold.job.experiment.keep_epoch)
         fold.report(epoch, record, best)
+    if fold.job.test_images:
+        fold.predict_test()
 
 
 def epoch_record(epoch: int, phase: str, trained: dict[str, Any],
@@ -243,6 +258,27 @@ class FoldTraining:
         # Ray Train keeps two checkpoints (this one and the one before): keep their networks.
         prune_best(job.checkpoints, {best_file, self._best_before})
         self._best_before = best_file
+
+    def predict_test(self) -> None:
+        """On the first worker: the fold's test part's class probabilities from the fold's network
+        (the best epoch's weights, as `raycells evaluate` would read them), written beside its
+        file (`save_test_probabilities`)."""
+        if self.rank != 0:
+            return
+        job = self.job
+        self.board.post.remote(job.fold, phase="predicting")
+        best = self.progress.best["file"]
+        self.model.load_state_dict(read_best(Path(job.checkpoints) / best))
+        self.model.eval()
+        rows, probs = [], []
+        for batch in ray.train.get_dataset_shard("test").iter_batches(
+                batch_size=self.local_batch, batch_format="numpy"):
+            rows.append(batch["row"])
+            probs.append(class_probabilities(self.model, batch["image"], self.device,
+                                             job.experiment.tta))
+        rows, probs = np.concatenate(rows), np.concatenate(probs)
+        order = np.argsort(rows)
+        save_test_probabilities(job.checkpoints, best, rows[order], probs[order])
 
     def _batches(self, epoch: int) -> EpochBatches | HeldBatches:
         job = self.job

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import RaycellsError
@@ -152,27 +151,35 @@ def _tiny_cnn(num_classes: int) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
 
 
+def _torchvision(name: str, num_classes: int) -> nn.Module:
+    """torchvision's network `name`, untrained. torchvision is imported here, when first needed:
+    its import takes over a second, which a worker training the tiny CNN does not wait for."""
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+
 @register_model("resnet18", cam_layer="layer4")
 def _resnet18(num_classes: int) -> nn.Module:
-    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    return _torchvision("resnet18", num_classes)
 
 
 @register_model("resnext50", cam_layer="layer4")
 def _resnext50(num_classes: int) -> nn.Module:
     """ResNeXt-50 32x4d, the network of Matek et al. 2019."""
-    return torchvision.models.resnext50_32x4d(weights=None, num_classes=num_classes)
+    return _torchvision("resnext50_32x4d", num_classes)
 
 
 @register_model("efficientnet_b0", cam_layer="features")
 def _efficientnet_b0(num_classes: int) -> nn.Module:
-    return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
+    return _torchvision("efficientnet_b0", num_classes)
 
 
 @register_model("densenet121", cam_layer="features")
 def _densenet121(num_classes: int) -> nn.Module:
-    return torchvision.models.densenet121(weights=None, num_classes=num_classes)
+    return _torchvision("densenet121", num_classes)
 
 
 @register_model("convnext_tiny", cam_layer="features")
 def _convnext_tiny(num_classes: int) -> nn.Module:
-    return torchvision.models.convnext_tiny(weights=None, num_classes=num_classes)
+    return _torchvision("convnext_tiny", num_classes)

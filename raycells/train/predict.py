@@ -1,5 +1,8 @@
-"""Predictions from a fold's best model, as Ray Data batch inference: one actor per GPU when the
-cluster has them, one CPU actor otherwise."""
+"""Predictions from a fold's best model: `class_probabilities`, the one way raycells turns images
+into probabilities (with or without test-time augmentation), and `predict_rows`, Ray Data batch
+inference with it (one actor per GPU when the cluster has them, one CPU actor otherwise) for
+networks read back from a run (`raycells evaluate`, `raycells predict`). A fold's own test part is
+predicted by its first training worker, after training (`raycells.train.loop`)."""
 
 from __future__ import annotations
 
@@ -33,13 +36,20 @@ class BestModel:
         self.model.to(self.device).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
-        with torch.no_grad(), autocast(choose_precision("auto", self.device), self.device):
-            x = prepare_images(images)
-            views = dihedral_views(x) if self.tta else [x]
-            probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)
-        probs = probs.cpu().numpy()
+        probs = class_probabilities(self.model, batch["image"], self.device, self.tta)
         return {"row": batch["row"], "probs": probs}
+
+
+def class_probabilities(model: torch.nn.Module, images: np.ndarray, device: torch.device,
+                        tta: bool) -> np.ndarray:
+    """Class probabilities (N, classes) of a batch of uint8 images (N, H, W, 3) from `model` (in
+    eval mode, on `device`); with `tta`, the mean over each image's 8 dihedral views."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    with torch.no_grad(), autocast(choose_precision("auto", device), device):
+        x = prepare_images(x)
+        views = dihedral_views(x) if tta else [x]
+        probs = torch.stack([torch.softmax(model(v).float(), dim=1) for v in views]).mean(0)
+    return probs.cpu().numpy()
 
 
 def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,

@@ -41,6 +41,12 @@ DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
 """Seconds a Ray Data pipeline's resource reservation outlives its last renewal (Ray's default:
 180). Set before the local Ray cluster starts, which passes it on to every worker."""
 
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+"""Seconds between Ray Train's looks at its workers (its default: 2). Each fold's start waits for
+one and its end is noticed at the next: at 0.5 s a fold on CPUs ends ~2.5 s sooner
+(/tmp/prof-style timing of 2-fold tiny runs: 16.5 -> 14 s a fold), for a few more small calls
+per worker a second. Read from the driver's environment when a fold starts."""
+
 IDLE_WORKERS_ENV = "RAY_num_workers_soft_limit"
 """How many idle worker processes a Ray node keeps (Ray's default: one per CPU). Ray Data's tasks
 ask for a quarter of a CPU, so an epoch runs up to four per CPU; with the default, the extra
@@ -169,6 +175,7 @@ def init_ray(placement: Placement) -> None:
     # Ray Data renews its resource reservation every 10 s while a pipeline runs; one whose
     # process was killed (a trial stopped early, mid-epoch) is otherwise counted for 180 s.
     os.environ.setdefault(DATA_RESERVATION_ENV, "60")
+    os.environ.setdefault(HEALTH_CHECK_ENV, "0.5")
     os.environ.setdefault(IDLE_WORKERS_ENV, str(min(64, round(os.cpu_count() / DATA_TASK_CPUS))))
     if not ray.is_initialized():
         if placement.address:
@@ -212,10 +219,11 @@ def stop_ray() -> None:
 
 def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
                  classes: list[str], labels: np.ndarray, cache: Path, fold: int, board, *,
-                 storage: Path, callbacks: list | None = None):
+                 storage: Path, test: bool = False, callbacks: list | None = None):
     """A `TorchTrainer` for fold `fold` of `plan`: its training part streamed from the cache
     (sampled by the experiment's policy), its inner validation part for picking the best epoch,
-    checkpoints under `storage`/checkpoint."""
+    checkpoints under `storage`/checkpoint; with `test`, its test part too, predicted after the
+    last epoch (`raycells.train.loop`; `read_test_probabilities` reads the result)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -231,7 +239,7 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
             (class_counts * expected).sum() // step_batch(experiment, resources.workers))),
         loss_weights=None if weights is None else tuple(weights.tolist()),
         class_copies=tuple(expected.tolist()) if experiment.sampling.resamples else None,
-        train_images=len(parts["train"]),
+        train_images=len(parts["train"]), test_images=len(parts["test"]) if test else 0,
         shared=(("the run directory, --out", str(storage.resolve())),
                 ("the image cache, $RAYCELLS_CACHE", str(cache.resolve()))),
         checkpoints=str(storage.resolve() / CHECKPOINTS))
@@ -249,17 +257,17 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
             # Two: a last checkpoint cut short (a full disk, a killed write) falls back to the one before.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
-        datasets=fold_datasets(experiment, parts, labels, expected, cache, job.data_seed),
+        datasets=fold_datasets(experiment, parts, labels, expected, cache, job.data_seed, test),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
 
 
 def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: np.ndarray,
-                  expected: np.ndarray, cache: Path, seed: int) -> dict:
+                  expected: np.ndarray, cache: Path, seed: int, test: bool = False) -> dict:
     """A fold's Ray datasets: "train" (sampled with `expected` copies per image of each class,
     a new shard order every epoch, seeded by `seed`), "val" (the inner validation split, as it
-    is) and, to hold on the workers' devices (`images_on_device`), "train_images" (the training
-    part, each image once)."""
+    is), to hold on the workers' devices (`images_on_device`) "train_images" (the training
+    part, each image once), and with `test` "test" (the test part, read after training)."""
     datasets = {
         "train": part_dataset(cache, experiment.image_size, labels, parts["train"],
                               expected[labels] if experiment.sampling.resamples else None,
@@ -268,6 +276,8 @@ def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: 
     }
     if experiment.images_on_device:
         datasets["train_images"] = part_dataset(cache, experiment.image_size, labels, parts["train"])
+    if test:
+        datasets["test"] = part_dataset(cache, experiment.image_size, labels, parts["test"])
     return datasets
 
 

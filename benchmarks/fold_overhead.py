@@ -1,0 +1,56 @@
+"""What a fold costs beyond its training: 2-fold cross-validations of the tiny CNN (32x32, one
+epoch) on 12 real PBC images per class, several in one Ray session, each fold's wall time from
+start to metrics.json. With almost nothing to train, the time is Ray Train starting and ending
+the fold's worker group, Ray Data starting its streams, and predicting the test part: the cost
+that every fold of every run pays, and most of the test suite's time.
+
+    python benchmarks/fold_overhead.py --data ../shared/data/pbc [--runs 3] [--out FILE.json]
+
+Prints one line per run and, with --out, writes the fold times and the median as JSON.
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from raycells.data.index import index_dataset
+from raycells.data.manifest import Manifest
+from raycells.runs.cv import run_cv
+from raycells.settings import build_settings
+from raycells.train.trainer import init_ray
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    experiment, placement = build_settings(flags={
+        "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
+        "lr": 0.01, "data": str(Path(args.data).resolve()), "tracking": False})
+    full = index_dataset(experiment.data)
+    manifest = Manifest(frame=full.frame.groupby("label").head(12).reset_index(drop=True),
+                        root=full.root, layout=full.layout, source=full.source)
+    init_ray(placement)
+    folds: list[float] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for run in range(args.runs):
+            out = Path(scratch) / f"run-{run}"
+            started = time.monotonic()
+            run_cv(out, experiment, placement, manifest=manifest)
+            seconds = [json.loads((out / f"fold-{k}" / "metrics.json").read_text())["seconds"]
+                       for k in range(experiment.folds)]
+            folds += seconds
+            print(f"run {run + 1}: {time.monotonic() - started:.1f} s, folds {seconds} s", flush=True)
+    print(f"median fold: {statistics.median(folds):.1f} s over {len(folds)} folds")
+    if args.out:
+        args.out.write_text(json.dumps({"images": len(manifest.frame), "fold_seconds": folds,
+                                        "median_fold_seconds": statistics.median(folds)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
