@@ -28,6 +28,10 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 KEEP_EPOCHS = ("best", "last")
 BATCH_SCALINGS = ("global", "per-worker")
 POLICIES = ("none", "oversample", "sqrt", "class-weighted")
+SEARCH_METRICS = ("macro_f1", "balanced_accuracy")
+"""What a search (`raycells tune`, `--search`) ranks its trials by, on the inner validation splits."""
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+"""What `raycells export` writes."""
 MODELS = ("resnext50", "efficientnet_b0", "densenet121", "convnext_tiny", "resnet18", "tiny_cnn")
 """The architectures of the model registry (`raycells.train.models`), named here so that settings
 can be checked without importing torch."""
@@ -594,3 +598,8 @@ def _flag(settings: Any, *names: str) -> None:
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ValueError(f"{name} = {value!r} is not valid: expected {expected}")
+
+
+def settings_text(params: dict[str, Any]) -> str:
+    """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -13,22 +13,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..data.demo import demo_dataset
 from ..data.images import MAX_PIXELS
-from ..data.index import open_dataset
-from ..data.manifest import Manifest
 from ..errors import RaycellsError
-from ..runs.rundir import RunDir
-from ..runs.setup import run_settings
-from ..runs.tracking import check_server
-from ..runs.tune import search_overlap
 from ..settings import Experiment, Placement, read_config_file, resolve_preset
+
+if TYPE_CHECKING:
+    from ..data.manifest import Manifest
+    from ..runs.rundir import RunDir
 
 console = Console(soft_wrap=True)
 """Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
@@ -142,6 +139,8 @@ def dataset_path(path: str | Path | None) -> Path:
     """`path`, or the built-in synthetic demo dataset (generated on first use) when None."""
     if path is not None:
         return Path(path)
+    from ..data.demo import demo_dataset
+
     status.print("[yellow]No dataset given: using the built-in SYNTHETIC demo dataset "
                  "(drawn cells, not real images).[/]")
     with status.status("Preparing the demo dataset (generated once, then cached)"):
@@ -153,6 +152,8 @@ def load_dataset(path: str | Path | None, max_pixels: int = MAX_PIXELS, *,
     """The manifest for `path`: a Parquet manifest is read, a folder or CSV is indexed (images
     above `max_pixels` listed as unreadable; a CSV's images outside its folder refused unless
     `allow_outside`), and no path means the built-in synthetic demo dataset."""
+    from ..data.index import open_dataset
+
     path = dataset_path(path)
     with progress_bar(f"Reading images in {path}") as update:
         return open_dataset(path, progress=update, max_pixels=max_pixels,
@@ -174,6 +175,9 @@ def settings_and_data(run: RunDir, flags: dict[str, Any], *, preset: str | None,
                       ) -> tuple[Experiment, Placement, Manifest | None]:
     """The run's settings and, for a new run, its dataset (see `with_dataset`; a resumed run has
     its own manifest). `ignore`: tables of the config file that are not settings."""
+    from ..runs.setup import run_settings
+    from ..runs.tracking import check_server
+
     experiment, placement = run_settings(run, flags, preset=preset, config=config, resume=resume,
                                          ignore=ignore)
     if placement.tracking and placement.mlflow_uri:  # before the images are read (run_cv again)
@@ -201,6 +205,8 @@ def with_dataset(experiment: Experiment) -> tuple[Experiment, Manifest]:
 def check_chosen_on_other_images(config: Path, manifest: Manifest, allow: bool) -> None:
     """Refuse (or with --allow-overlap, warn) when settings chosen by `raycells tune` (a
     best.json as --config) would be tested on images the search used to choose them."""
+    from ..runs.tune import search_overlap
+
     found = search_overlap(config, manifest.frame)
     if not found or not found[0]:
         return

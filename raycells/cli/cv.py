@@ -6,9 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..runs.cv import run_cv
-from ..runs.setup import open_run
-from ..runs.tune import check_search
 from .common import check_chosen_on_other_images, chosen_preset, reported_errors, settings_and_data
 from .live import FoldsDisplay, print_folds
 from .options import (
@@ -35,6 +32,10 @@ def cv(flags: dict[str, Any], search: Search = None, metric: Metric = "macro_f1"
        allow_overlap: AllowOverlap = False) -> None:
     """Cross-validate a classifier: stratified k folds, trained on Ray, evaluated like the paper;
     with --search, settings are chosen inside every fold (nested selection)."""
+    from ..runs.cv import run_cv
+    from ..runs.setup import open_run
+    from ..runs.tune import check_search
+
     with reported_errors():
         run = open_run(out, "cv", resume=resume)
         nested = nested_search(run, config, search, samples=samples, metric=metric,

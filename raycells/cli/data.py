@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from ..data.demo import write_demo
-from ..data.duplicates import MAX_NEAR_GROUP, NEAR_BITS
 from ..data.images import MAX_PIXELS
-from ..data.manifest import write_manifest
-from ..data.shortcuts import AUC_LIMIT
-from ..data.summary import DatasetSummary, summarize
 from ..errors import RaycellsError
 from ..files import check_writable
 from .common import EXIT_UNREADABLE, console, load_dataset, print_problems, reported_errors, status
 from .options import MaxPixels, takes_settings
+
+if TYPE_CHECKING:
+    from ..data.summary import DatasetSummary
 
 app = typer.Typer(help="Index and inspect datasets.", no_args_is_help=True)
 
@@ -38,6 +36,8 @@ def index(
     max_pixels: MaxPixels = MAX_PIXELS,
 ) -> None:
     """Index a dataset folder (or CSV) into a Parquet manifest, one row per image."""
+    from ..data.manifest import write_manifest
+
     with reported_errors():
         check_writable(out, folder=False)
         manifest = load_dataset(path, max_pixels, allow_outside=bool(flags["allow_outside"]))
@@ -67,6 +67,8 @@ def inspect(
     """Show class counts, image sizes and modes, skipped and unreadable files, duplicates and
     near-duplicates, the shortcut check (can the label be read from image size, file format or
     colour alone?), and classes too small for k-fold cross-validation."""
+    from ..data.summary import summarize
+
     with reported_errors():
         manifest = load_dataset(path, max_pixels, allow_outside=bool(flags["allow_outside"]))
         with status.status("Checking for duplicates and shortcuts"):
@@ -82,6 +84,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
 ) -> None:
     """Write the built-in SYNTHETIC demo dataset (15 AML classes, drawn cells) to a folder."""
+    from ..data.demo import write_demo
+
     with reported_errors():
         check_writable(out, folder=True, option="OUT")
     with status.status(f"Drawing demo cells into {out}"):
@@ -99,6 +103,9 @@ def _print_sets(sets: list, shown: int = 20) -> None:
 
 
 def _render(summary: DatasetSummary) -> None:
+    from ..data.duplicates import MAX_NEAR_GROUP, NEAR_BITS
+    from ..data.shortcuts import AUC_LIMIT
+
     facts = (f"{summary.images:,} images · {len(summary.classes)} classes · layout "
              f"{summary.layout} · source {summary.source}"
              + (f" · scheme {summary.scheme}" if summary.scheme else ""))

@@ -7,10 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..report.scoring import score_run
-from ..report.writers import report_tables, write_report
-from ..runs.evaluate import run_evaluate
-from ..runs.setup import open_run
 from ..settings import Placement
 from .common import console, load_dataset, reported_errors, status
 from .live import LiveDisplay, print_tables
@@ -27,6 +23,11 @@ Map = Annotated[str | None, typer.Option(
 def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = None,
              out: Out = None, allow_overlap: AllowOverlap = False) -> None:
     """Run trained models on new images: predictions, metrics and the report, as for a cv run."""
+    from ..report.scoring import score_run
+    from ..report.writers import report_tables, write_report
+    from ..runs.evaluate import run_evaluate
+    from ..runs.setup import open_run
+
     with reported_errors():
         run = open_run(out, "evaluate", resumable=False)
         manifest = load_dataset(flags["data"], allow_outside=bool(flags["allow_outside"]))

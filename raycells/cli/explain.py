@@ -9,12 +9,8 @@ from typing import Annotated
 import typer
 
 from ..data.images import MAX_PIXELS
-from ..data.index import index_images
 from ..errors import RaycellsError
 from ..files import check_writable
-from ..use.explain import Explainer, write_overlays
-from ..use.gallery import Item, Section, write_gallery
-from ..use.networks import RunNetworks
 from .common import EXIT_UNREADABLE, console, print_problems, progress_bar, reported_errors
 from .options import Fold, From, Images, MaxPixels
 
@@ -29,6 +25,11 @@ def explain(images: Images, from_: From, fold: Fold = None, target: Target = Non
     """Where the networks look: a Grad-CAM map per image (for its predicted class, or --target),
     written as PNG overlays and one self-contained HTML gallery. Unreadable images are listed
     and skipped."""
+    from ..data.index import index_images
+    from ..use.explain import Explainer, write_overlays
+    from ..use.gallery import Item, Section, write_gallery
+    from ..use.networks import RunNetworks
+
     with reported_errors():
         check_writable(out, folder=True)  # before the work, not after it
         if (out / "gallery.html").exists():

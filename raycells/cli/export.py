@@ -10,12 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from ..files import check_writable
-from ..use.export import FORMATS, export_run
+from ..settings import EXPORT_FORMATS
 from .common import console, reported_errors, status
 from .options import Fold, From, takes_settings
 
 Format = Annotated[str, typer.Option(
-    "--format", help=f"What to write: {', '.join(FORMATS)} (onnx and torchscript hold the whole "
+    "--format", help=f"What to write: {', '.join(EXPORT_FORMATS)} (onnx and torchscript hold the whole "
                      "graph, normalisation and ensemble included; safetensors the weights).")]
 ExportOut = Annotated[Path, typer.Option("--out", help="Folder for the model file and model.json.")]
 
@@ -26,6 +26,8 @@ def export(flags: dict[str, Any], from_: From, fold: Fold = None, format_: Forma
     """Export a run's networks (an ensemble of its folds by default) for use outside raycells,
     checked against PyTorch on images of the run, with a model card (model.json: classes,
     input size, preprocessing, training data and licences, fold metrics)."""
+    from ..use.export import export_run
+
     with reported_errors():
         check_writable(out, folder=True)  # before the work, not after it
     with reported_errors(), status.status(f"Exporting {from_} as {format_} (and checking it)"):

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
@@ -16,12 +16,14 @@ from rich.table import Table as RichTable
 
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
-from ..report.writers import NUMBER, Table, per_class_table, pm, settings_text
-from ..runs.cv import CvResult
 from ..runs.lock import locked
-from ..runs.rundir import RunDir
-from ..train.trainer import stop_ray
+from ..settings import settings_text
 from .common import Terminated, console, new_progress, ray_messages_to, status
+
+if TYPE_CHECKING:
+    from ..report.writers import Table
+    from ..runs.cv import CvResult
+    from ..runs.rundir import RunDir
 
 
 def _kept(run: RunDir, interrupted: str) -> str:
@@ -68,6 +70,9 @@ class LiveDisplay:
         messages in `run_dir`/ray.log. Ctrl-C (exit 130) and SIGTERM (exit 143) stop Ray and
         print `interrupted` (what was kept, how to go on); a Ray that cannot start gets the same
         hint."""
+        from ..runs.rundir import RunDir
+        from ..train.trainer import stop_ray
+
         run = RunDir(run_dir)
         try:
             with locked(run.path, command) as note:
@@ -291,6 +296,8 @@ def print_tables(tables: list[Table]) -> None:
 def _columns(table: Table, keep: list[str]) -> list[tuple[int, str, int, bool]]:
     """(index, header, width kept whole, numeric) of the columns `keep`: the width of the
     longest number in the column, or of its longest word (text wraps at spaces; headers too)."""
+    from ..report.writers import NUMBER
+
     out = []
     for index, header in enumerate(table.headers):
         if header not in keep:
@@ -334,6 +341,9 @@ def print_folds(result: CvResult, seconds: float) -> None:
     """The test folds (and, after a nested search, what each chose) and the per-class scores of a
     finished cross-validation; then the wall time (`seconds`), the next command and, for the
     synthetic demo data, the reminder that its scores mean nothing."""
+    from ..report.writers import Table, per_class_table, pm
+    from ..runs.rundir import RunDir
+
     summary = result.summary
     console.print()
     searched = any("chosen" in m for m in result.per_fold.values())

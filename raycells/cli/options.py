@@ -14,15 +14,25 @@ import inspect
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import RaycellsError
-from ..runs.rundir import RunDir
-from ..runs.tune import METRICS, SearchPlan
-from ..settings import PRESETS, Experiment, Placement, Transfer, field_docs, read_config_file
+from ..settings import (
+    PRESETS,
+    SEARCH_METRICS,
+    Experiment,
+    Placement,
+    Transfer,
+    field_docs,
+    read_config_file,
+)
 from .common import reported_errors
+
+if TYPE_CHECKING:
+    from ..runs.rundir import RunDir
+    from ..runs.tune import SearchPlan
 
 DATA, TRAINING, CLUSTER, TRACKING = "Data", "Training", "Cluster", "Tracking"
 """The help panels the settings' options appear in."""
@@ -226,7 +236,7 @@ Space = Annotated[list[str] | None, typer.Option(
                     'more settings; a config file may hold a "space" table instead.',
     show_default=False)]
 Metric = Annotated[str, typer.Option(
-    help=f"What trials are ranked by, on the inner validation splits: {' or '.join(METRICS)}.")]
+    help=f"What trials are ranked by, on the inner validation splits: {' or '.join(SEARCH_METRICS)}.")]
 Samples = Annotated[int, typer.Option(help="Draws of the ranges per combination of listed values.")]
 GraceEpochs = Annotated[int | None, typer.Option(
     help="Epochs before ASHA may stop a trial (default: half of --epochs; in a transfer, the "
@@ -273,6 +283,8 @@ def nested_search(run: RunDir, config: Path | None, search: list[str] | None, *,
                   metric: str, grace_epochs: int | None, resume: bool) -> SearchPlan | None:
     """The nested selection of `raycells cv/transfer --search`: a resumed run's own, as it
     began (config.json's "search"), else the config file's "space" table and the --search flags."""
+    from ..runs.tune import SearchPlan
+
     if resume:
         if search:
             raise RaycellsError("--resume continues the run's own search: leave out --search.")

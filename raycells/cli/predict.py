@@ -8,10 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from ..data.images import MAX_PIXELS
-from ..data.index import index_images
 from ..errors import RaycellsError
 from ..settings import Placement
-from ..use.predict import predict_images, prediction_files, write_predictions
 from .common import EXIT_UNREADABLE, console, new_progress, print_problems, progress_bar, reported_errors, status
 from .live import LiveDisplay
 from .options import Fold, From, Images, MaxPixels, Threshold, takes_settings
@@ -28,6 +26,9 @@ def predict(flags: dict[str, Any], images: Images, from_: From, fold: Fold = Non
     """Predict the class of every image with a run's networks (an ensemble of its folds by
     default): probabilities, top 3, how much the folds disagree, blast and atypical flags, and a
     flag for images unlike the training images. Unreadable images are listed and skipped."""
+    from ..data.index import index_images
+    from ..use.predict import predict_images, prediction_files, write_predictions
+
     with reported_errors():
         existing = [path for path in prediction_files(out) if path.exists()]
         if existing:

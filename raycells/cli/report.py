@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import RaycellsError
-from ..report.compare import compare
-from ..report.examples import write_examples
-from ..report.scoring import score_run
-from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
-from ..runs.rundir import RunDir
-from ..runs.tracking import report_artifacts
 from .common import console, progress_bar, reported_errors, status
 from .live import print_tables
 from .options import Threshold
+
+if TYPE_CHECKING:
+    from ..runs.rundir import RunDir
 
 RunDirs = Annotated[list[Path], typer.Argument(
     help="Run directories written by `raycells cv`; with several, each is compared with the first.")]
@@ -38,6 +35,12 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
     """Tables and pictures like Matek et al. 2019 from a run directory (finished or not): per-class
     precision and sensitivity as mean ± std over folds, blast and atypical ROC AUC, confusion
     matrices, and the paper's table beside ours for the AML scheme."""
+    from ..report.compare import compare
+    from ..report.examples import write_examples
+    from ..report.scoring import score_run
+    from ..report.writers import comparison_tables, report_tables, write_comparison, write_report
+    from ..runs.rundir import RunDir
+
     with reported_errors():
         runs = []
         for run_dir in run_dirs:
@@ -63,6 +66,8 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
 
 def _track(run: RunDir, uri: str | None) -> None:
     """Add the report to the run's MLflow record, if it has one; a store that fails is a warning."""
+    from ..runs.tracking import report_artifacts
+
     try:
         run_id = report_artifacts(run, run.report, uri)
     except RaycellsError as error:

@@ -8,10 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..runs.setup import open_run
-from ..runs.source import choose_source, transfer_flags
-from ..runs.transfer import run_transfer
-from ..runs.tune import check_search
 from .common import check_chosen_on_other_images, reported_errors, settings_and_data, status
 from .live import FoldsDisplay, print_folds
 from .options import (
@@ -45,6 +41,11 @@ def transfer(flags: dict[str, Any], from_: SourceFrom = None, fold: SourceFold =
              out: Out = None, resume: Resume = False, allow_overlap: AllowOverlap = False) -> None:
     """Adapt a trained network to another dataset: new head, then fine-tuning, with k-fold CV;
     with --search, transfer settings are chosen inside every fold (nested selection)."""
+    from ..runs.setup import open_run
+    from ..runs.source import choose_source, transfer_flags
+    from ..runs.transfer import run_transfer
+    from ..runs.tune import check_search
+
     with reported_errors():
         source = choose_source(from_, fold=fold, best=best, model=flags["model"], resume=resume)
         run = open_run(out, "transfer", resume=resume)

@@ -4,17 +4,13 @@ validation splits, ending in best.json for `raycells cv --config best.json`."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ..errors import RaycellsError
-from ..report.writers import settings_text
-from ..runs.rundir import RunDir
-from ..runs.setup import open_run, run_settings
-from ..runs.source import choose_source, transfer_flags
-from ..runs.tune import TuneResult, check_search, run_tune
+from ..settings import settings_text
 from .common import console, reported_errors, with_dataset
 from .live import LiveDisplay
 from .options import (
@@ -34,6 +30,9 @@ from .options import (
     takes_settings,
 )
 
+if TYPE_CHECKING:
+    from ..runs.tune import TuneResult
+
 TrialFolds = Annotated[int, typer.Option(help="Folds each trial trains (its score: their mean).")]
 
 
@@ -44,6 +43,10 @@ def tune(flags: dict[str, Any], space: Space = None, metric: Metric = "macro_f1"
          config: Config = None, out: Out = None, allow_overlap: AllowOverlap = False) -> None:
     """Search sampling policies (or other settings) with Ray Tune and ASHA; writes best.json.
     With --from, every trial is a transfer from that network (search lr, epochs, transfer.*)."""
+    from ..runs.setup import open_run, run_settings
+    from ..runs.source import choose_source, transfer_flags
+    from ..runs.tune import check_search, run_tune
+
     with reported_errors():
         searched = search_space(config, space)
         run = open_run(out, "tune", resumable=False)
@@ -129,6 +132,8 @@ def _final_table(result: TuneResult) -> None:
 
 def _command_for(result: TuneResult) -> str:
     """The command that runs the search's winner: a transfer from the search's own source, or cv."""
+    from ..runs.rundir import RunDir
+
     source = RunDir(result.run_dir).read_config().get("transfer_source")
     if not source:
         return "raycells cv"

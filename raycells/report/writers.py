@@ -18,6 +18,7 @@ import pandas as pd
 from ..data.schemes import SCHEMES, scheme_for
 from ..files import atomic_path, write_csv, write_json
 from ..metrics import PAPER_DDOF, summarize_folds
+from ..settings import settings_text
 from . import paper, plots
 from .compare import TEST
 from .scoring import RunScores
@@ -243,11 +244,6 @@ def write_comparison(comparisons, folder: str | Path) -> dict[str, Path]:
         "test": TEST if c.paired else None,
         "folds": c.folds, "overall": c.overall, "per_class": c.per_class} for c in comparisons])
     return {"comparison.md": folder / "comparison.md", "comparison.json": folder / "comparison.json"}
-
-
-def settings_text(params: dict[str, Any]) -> str:
-    """Searched settings as text: "sampling.policy=oversample, lr=0.0021"."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _num(value: float | None, spec: str = ".3f") -> str:

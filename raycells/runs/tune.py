@@ -29,7 +29,7 @@ import pandas as pd
 from ..data.manifest import Manifest, read_manifest
 from ..errors import RaycellsError
 from ..files import write_csv, write_json
-from ..settings import FINE_TUNING, Experiment, Placement, as_dict, with_overrides
+from ..settings import FINE_TUNING, SEARCH_METRICS, Experiment, Placement, as_dict, with_overrides
 from ..train.phases import training_epochs, training_phases
 from ..train.progress import start_board
 from ..train.trainer import Resources, fit, fold_trainer, plan_resources
@@ -37,7 +37,6 @@ from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
 from .source import Source, keep_source
 
-METRICS = ("macro_f1", "balanced_accuracy")
 RANGES = ("loguniform", "uniform", "randint")
 TRIAL_CPUS = 0.05
 """What a trial itself holds: it only waits for its TorchTrainer, which holds the real share."""
@@ -62,8 +61,8 @@ def check_search(experiment: Experiment, space: dict[str, Any], *, samples: int 
                  trial_folds: int = 1, metric: str = "macro_f1") -> None:
     """Refuse a search that cannot run, before any work: an unknown metric, a number of trial
     folds or samples out of range, a bad space."""
-    if metric not in METRICS:
-        raise RaycellsError(f"metric {metric!r}: choose {' or '.join(METRICS)}.")
+    if metric not in SEARCH_METRICS:
+        raise RaycellsError(f"metric {metric!r}: choose {' or '.join(SEARCH_METRICS)}.")
     if not 1 <= trial_folds <= experiment.folds:
         raise RaycellsError(f"--trial-folds {trial_folds}: between 1 and --folds ({experiment.folds}).")
     if samples < 1:

@@ -29,10 +29,12 @@ from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..metrics import summarize_folds
 from ..runs.rundir import RunDir
+from ..settings import EXPORT_FORMATS
 from ..train.inputs import MEAN, STD
 from .networks import EnsembleGraph, RunNetworks
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
+FORMATS = dict(zip(EXPORT_FORMATS, ("model.onnx", "model.pt", "model.safetensors"), strict=True))
+"""Each format's file name."""
 CARD = "model.json"
 TOLERANCE = 1e-4
 """Largest difference of a probability between the exported file and PyTorch that is accepted."""

@@ -1,5 +1,6 @@
 """The entry point and the package's declarations: version, Python, licence."""
 
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -32,3 +33,34 @@ def test_shell_completion_is_offered(monkeypatch):
     monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
     result = CliRunner().invoke(app, ["--show-completion"], prog_name="raycells")
     assert result.exit_code == 0 and "_RAYCELLS_COMPLETE" in result.output, result.output
+
+
+HEAVY = ("torch", "torchvision", "ray", "sklearn", "scipy", "pandas", "pyarrow", "matplotlib",
+         "mlflow", "kornia")
+
+
+def test_the_cli_answers_without_loading_the_heavy_libraries():
+    """--version, every --help and TAB completion import none of HEAVY (seconds each on this
+    machine): each command imports what it needs when it runs. A fresh interpreter, so that
+    nothing this test session loaded counts."""
+    code = f"""
+import subprocess
+import sys
+from typer.testing import CliRunner
+from raycells.cli.main import app
+runner = CliRunner()
+asks = [["--version"], ["--help"], ["data", "--help"]] + [
+    [name, "--help"] for name in ("cv", "tune", "transfer", "evaluate", "predict", "export",
+                                  "explain", "report")] + [["data", name, "--help"] for name in
+                                                          ("index", "inspect", "demo")]
+for args in asks:
+    result = runner.invoke(app, args, terminal_width=80)
+    assert result.exit_code == 0, (args, result.output)
+completion = runner.invoke(app, [], prog_name="raycells", env={{
+    "_RAYCELLS_COMPLETE": "complete_bash", "COMP_WORDS": "raycells tr", "COMP_CWORD": "1"}})
+assert completion.output.split() == ["transfer"], completion.output
+print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
