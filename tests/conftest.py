@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -61,10 +62,34 @@ def pbc_manifest(pbc_dir):
     return index_dataset(pbc_dir)
 
 
+def _session_root(tmp_path_factory) -> Path:
+    """The test session's temporary folder: with pytest-xdist, the one every worker process's own
+    folder sits in, so that the workers share what is built once per session."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _once(tmp_path_factory, name: str, build) -> Path:
+    """`session root`/`name`, made by `build(path)` once per test session: the first process to
+    ask builds it while the others (pytest-xdist workers) wait, then all read it. One whose
+    build was cut short is built again."""
+    path = _session_root(tmp_path_factory) / name
+    with open(path.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = path.with_name(f"{name}.done")
+        if not done.exists():
+            if path.is_dir():
+                shutil.rmtree(path)
+            path.unlink(missing_ok=True)
+            build(path)
+            done.touch()
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-    """Generated and cached data goes to a per-session temporary folder, not ~/.cache."""
-    monkeypatch.setenv("RAYCELLS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    """Generated and cached data goes to the session's temporary folder, not ~/.cache."""
+    monkeypatch.setenv("RAYCELLS_CACHE", str(_session_root(tmp_path_factory) / "cache"))
 
 
 @pytest.fixture
@@ -230,9 +255,8 @@ def mlflow_runs():
 def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
     """A manifest of 12 real images per PBC class."""
     frame = pbc_manifest.frame.groupby("label").head(12).reset_index(drop=True)
-    path = tmp_path_factory.mktemp("data") / "small.parquet"
-    write_manifest(Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path)
-    return path
+    return _once(tmp_path_factory, "small.parquet", lambda path: write_manifest(
+        Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path))
 
 
 def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
@@ -253,16 +277,16 @@ def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
 def aml_run(matek_dir, tmp_path_factory) -> Path:
     """A finished 2-fold run (tiny CNN, one epoch) on the AML samples: 15 classes. Trained once
     per test session."""
-    return _trained_run(tmp_path_factory.mktemp("source") / "aml", matek_dir,
-                        index_dataset(matek_dir))
+    return _once(tmp_path_factory, "aml-run",
+                 lambda out: _trained_run(out, matek_dir, index_dataset(matek_dir)))
 
 
 @pytest.fixture(scope="session")
 def pbc_run(small_pbc, tmp_path_factory) -> Path:
     """A finished 2-fold run (tiny CNN, one epoch) on `small_pbc`: 8 classes. Trained once per
     test session; the other PBC images never trained it."""
-    return _trained_run(tmp_path_factory.mktemp("source") / "pbc", small_pbc,
-                        read_manifest(small_pbc))
+    return _once(tmp_path_factory, "pbc-run",
+                 lambda out: _trained_run(out, small_pbc, read_manifest(small_pbc)))
 
 
 @pytest.fixture
