@@ -184,26 +184,28 @@ def read_torch_file(path: str | Path, fix: str) -> Any:
         raise RaycellsError(f"{path}: {what}. {fix}") from None
 
 
-def newest_readable(path: str | Path) -> Checkpoint:
-    """The newest checkpoint of the fold whose checkpoint `path` is (Ray Train's last, or one
-    written after it: a driver killed mid-fold leaves the last epoch or two that its workers
-    wrote unrecorded by Ray Train) that can be read; one cut short (a full disk, a killed
-    write) is passed over for the one before it (the epoch a fold restarts from, in its
+def newest_readable(folder: str | Path, recorded: str | Path | None = None) -> Checkpoint | None:
+    """The newest checkpoint in a fold's checkpoint `folder` that can be read: Ray Train's last
+    (`recorded`), or one written after it (Ray Train records a checkpoint at its next look at the
+    workers, so a driver killed mid-fold leaves the last epoch or two unrecorded, or all of them
+    when the epochs are short); None when the fold has none. One cut short (a full disk, a
+    killed write) is passed over for the one before it (the epoch a fold restarts from, in its
     metrics.json's restored_from, says which)."""
-    path = Path(path)
-    folders = sorted({p.parent for p in path.parent.glob(PATTERN)} | {path}, key=_epoch_order,
-                     reverse=True)
+    folder = Path(folder)
+    written = {p.parent for p in folder.glob(PATTERN)} | ({Path(recorded)} if recorded else set())
+    if not written:
+        return None
     damaged: list[Path] = []
-    for folder in folders:
+    for epoch in sorted(written, key=_epoch_order, reverse=True):
         try:
-            return load_checkpoint(folder)
+            return load_checkpoint(epoch)
         except RaycellsError:
-            if len(folders) == 1:
+            if len(written) == 1:
                 raise
-            damaged.append(folder / FILE)
-    raise RaycellsError(f"{path.parent}: no checkpoint there can be read (damaged: "
+            damaged.append(epoch / FILE)
+    raise RaycellsError(f"{folder}: no checkpoint there can be read (damaged: "
                         f"{', '.join(map(str, damaged))}). Start the fold again: delete "
-                        f"{path.parent} and resume.")
+                        f"{folder} and resume.")
 
 
 def _epoch_order(folder: Path) -> tuple[int, int]:

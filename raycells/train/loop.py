@@ -139,10 +139,12 @@ class FoldTraining:
         self._val_batches = None  # this worker's share of the validation images, read once
 
     def restore(self, checkpoint: ray.train.Checkpoint | None) -> None:
-        """Continue from Ray Train's last checkpoint of this fold, if there is one."""
-        if checkpoint is None:
+        """Continue from the newest readable checkpoint of this fold: Ray Train's last
+        (`checkpoint`), or one the workers wrote after it (`newest_readable`), if there is one."""
+        # The run directory is a local or shared folder: its paths are read as they are.
+        saved = newest_readable(self.job.checkpoints, checkpoint.path if checkpoint else None)
+        if saved is None:
             return
-        saved = newest_readable(checkpoint.path)  # the run directory is a local or shared folder
         self.model.load_state_dict(saved.model)
         if saved.scaler and self.scaler.is_enabled():  # none saved by a bf16 or CPU run
             self.scaler.load_state_dict(saved.scaler)

@@ -213,10 +213,10 @@ def test_a_training_part_smaller_than_a_batch_is_refused_before_any_work(tmp_pat
 
 
 def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_path):
-    """Ray Train records a checkpoint up to a health check (2 s) after the worker wrote it: a
-    driver killed in between leaves newer epochs on disk than Ray Train's last. The fold goes on
-    from the newest readable one (one cut short is passed over), and once the fold ends only
-    the folders Ray Train keeps are left."""
+    """Ray Train records a checkpoint at its next look at the workers (every 0.5 s) after the
+    worker wrote it: a driver killed in between leaves newer epochs on disk than Ray Train's last,
+    or epochs it recorded none of. The fold goes on from the newest readable one (one cut short
+    is passed over), and once the fold ends only the folders Ray Train keeps are left."""
     from raycells.train.checkpoint import Checkpoint, Progress, drop_untracked, newest_readable, save_checkpoint
 
     folder = tmp_path / "checkpoint"
@@ -228,8 +228,11 @@ def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_
                                    optimizer={}, scaler={}), folder / name)
     (folder / "epoch-004" / "state.pt").write_bytes(b"cut short")
     (folder / "epoch-002-r1").rename(folder / "epoch-003-r1")  # a later restart's epoch 3
-    assert newest_readable(folder / "epoch-002").path == folder / "epoch-003-r1" / "state.pt"
+    assert newest_readable(folder, folder / "epoch-002").path == folder / "epoch-003-r1" / "state.pt"
     (folder / "epoch-003-r1" / "state.pt").write_bytes(b"cut short")
-    assert newest_readable(folder / "epoch-001").progress.epoch == 2  # epoch-003
+    assert newest_readable(folder, folder / "epoch-001").progress.epoch == 2  # epoch-003
+    # Ray Train recorded none of them (a driver killed in the first epochs' seconds): the same.
+    assert newest_readable(folder).progress.epoch == 2
+    assert newest_readable(tmp_path / "fresh") is None  # a fold that wrote none starts afresh
     drop_untracked([folder / "epoch-001", folder / "epoch-002"])
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-001", "epoch-002"]
