@@ -8,6 +8,8 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,9 +186,10 @@ def init_ray(placement: Placement) -> None:
         try:
             # Without an address (or RAY_ADDRESS), a cluster of our own: Ray would otherwise
             # join whichever local cluster another program started last.
-            ray.init(address=placement.address or os.environ.get("RAY_ADDRESS") or "local",
-                     include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, configure_logging=True)
+            with interrupts_after():
+                ray.init(address=placement.address or os.environ.get("RAY_ADDRESS") or "local",
+                         include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, configure_logging=True)
         except SystemExit as stop:  # ray.init's own SIGTERM handler, while it starts Ray
             if stop.code == signal.SIGTERM and callable(handler):
                 handler(signal.SIGTERM, None)  # the caller's way of ending on SIGTERM
@@ -207,6 +210,25 @@ def init_ray(placement: Placement) -> None:
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+
+
+@contextmanager
+def interrupts_after() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, then raise it: `ray.init` cut short
+    leaves a half-started local cluster that `ray.shutdown` does not know of, whose processes
+    are then killed uncleanly when this process ends (two of Ray's agents then linger a minute
+    before they exit). Started whole, `stop_ray` ends it cleanly. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if asked:
+        raise KeyboardInterrupt
 
 
 def stop_ray() -> None:

@@ -236,3 +236,17 @@ def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_
     assert newest_readable(tmp_path / "fresh") is None  # a fold that wrote none starts afresh
     drop_untracked([folder / "epoch-001", folder / "epoch-002"])
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-001", "epoch-002"]
+
+
+def test_ctrl_c_while_ray_starts_waits_until_it_has_started():
+    """Ctrl-C during `ray.init` is raised once Ray has started whole: cut short, it leaves a
+    half-started cluster `ray.shutdown` cannot end, whose agents then outlive the command by a
+    minute (the fault chain checks that nothing is left)."""
+    from raycells.train.trainer import interrupts_after
+
+    handler, done = signal.getsignal(signal.SIGINT), []
+    with pytest.raises(KeyboardInterrupt), interrupts_after():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        done.append("the block ran to its end")
+    assert done and signal.getsignal(signal.SIGINT) is handler
