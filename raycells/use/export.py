@@ -153,6 +153,22 @@ def _onnx(graph: nn.Module, networks: RunNetworks, images: torch.Tensor, path: P
                           output_names=["probabilities", "network_probabilities"],
                           dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
                           dynamo=True, external_data=False, verbose=False)
+    _label_onnx(path, networks)
+
+
+def _label_onnx(path: Path, networks: RunNetworks) -> None:
+    """Write into the ONNX file's metadata what its outputs mean, for tools that see only the
+    file (ONNX Runtime's `get_modelmeta().custom_metadata_map`): the class codes in output
+    order (JSON), the architecture, the input size, the folds."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {
+        "classes": json.dumps(networks.classes), "architecture": networks.model_name,
+        "image_size": str(networks.image_size), "folds": json.dumps(networks.folds),
+        "producer": f"raycells {__version__}"})
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def _torchscript(graph: nn.Module, networks: RunNetworks, images: torch.Tensor, path: Path) -> None:

@@ -45,6 +45,9 @@ def test_onnx_and_torchscript_reproduce_pytorch_on_real_images(pbc_run, unseen, 
         assert result.exit_code == 0, result.output
         assert "largest difference from PyTorch" in result.output
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    meta = session.get_modelmeta().custom_metadata_map  # what the outputs mean, in the file itself
+    assert json.loads(meta["classes"]) == networks.classes and meta["architecture"] == "tiny_cnn"
+    assert meta["image_size"] == "32" and json.loads(meta["folds"]) == [0, 1]
     probs, per_network = session.run(None, {"image": images})
     assert np.abs(probs - expected).max() <= 1e-4 and np.abs(per_network - each).max() <= 1e-4
     with warnings.catch_warnings():
