@@ -38,3 +38,16 @@ def test_fine_labels_are_counted_per_class(pbc_manifest):
     conflicts = [g.paths for g in summary.duplicates if g.conflicting]
     assert [[path.split("pbc/")[1] for path in paths] for paths in conflicts] == [
         ["eosinophil/EO_225902.jpg", "neutrophil/BNE_191112.jpg"]]
+
+
+def test_the_shortcut_check_scores_alike_in_one_thread_or_several(pbc_manifest, monkeypatch):
+    """Small datasets fit the check's forests in one thread (faster there), large ones in one per
+    core: the forests, and so every class's AUC, are the same either way."""
+    from raycells.data import shortcuts
+
+    frame = pbc_manifest.frame.groupby("label").head(20).reset_index(drop=True)
+    labels = frame["label"].to_numpy().astype(str)
+    columns = [column for group in shortcuts.FACTS.values() for column in group]
+    alone = shortcuts._aucs(frame, columns, labels, 5, 0)
+    monkeypatch.setattr(shortcuts, "PARALLEL_FROM", 0)
+    assert shortcuts._aucs(frame, columns, labels, 5, 0) == alone
