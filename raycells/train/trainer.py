@@ -45,9 +45,9 @@ DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 """Seconds between Ray Train's looks at its workers (its default: 2). Each fold's start waits for
-one and its end is noticed at the next: at 0.5 s a fold on CPUs ends ~2.5 s sooner
-(/tmp/prof-style timing of 2-fold tiny runs: 16.5 -> 14 s a fold), for a few more small calls
-per worker a second. Read from the driver's environment when a fold starts."""
+one and its end is noticed at the next: at 0.5 s the end of a fold on CPUs is noticed ~2.5 s
+sooner (Ray Train's logs; benchmarks/fold_overhead.py measures a whole fold), for a few more
+small calls per worker a second. Read from the driver's environment when a fold starts."""
 
 IDLE_WORKERS_ENV = "RAY_num_workers_soft_limit"
 """How many idle worker processes a Ray node keeps (Ray's default: one per CPU). Ray Data's tasks
