@@ -104,3 +104,28 @@ def test_the_run_directory_holds_what_the_document_names(aml_run):
     names = {re.sub(r"^fold-\d+$", "fold-<k>", name) for name in names if not name.startswith(".")}
     missing = sorted(name for name in names if name not in document)
     assert missing == []
+
+
+def test_a_folds_result_files_and_columns_are_named_in_one_module():
+    """runs/results.py names a fold's predictions.parquet, metrics.json, history.csv and the
+    prob_<class> columns; every other module goes through it (docstrings may mention them).
+    Allowed: a report's own metrics.json (report/writers.py) and predict's own table
+    (use/predict.py), which are other files of the same name."""
+    names = {"predictions.parquet", "metrics.json", "history.csv"}
+    allowed = {"raycells.runs.results": names, "raycells.report.writers": {"metrics.json"},
+               "raycells.use.predict": {"predictions.parquet"}}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if node.value in names - allowed.get(module, set()):
+                    found.append(f"{module}: {node.value}")
+                if node.value.startswith("prob_") and module != "raycells.runs.results":
+                    found.append(f"{module}: {node.value}...")
+    assert found == []

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..data.schemes import full_names, scheme_for
 from ..errors import RaycellsError
+from ..runs.results import PREDICTIONS, prob_column
 from ..runs.rundir import RunDir
 from ..use.explain import Explained, Explainer
 from ..use.gallery import Item, Section, write_gallery
@@ -71,9 +72,9 @@ def choose_examples(run: RunDir, folds: list[int], per_class: int) -> pd.DataFra
     (of the predicted class), mistake."""
     frames = []
     for k in folds:
-        table = pd.read_parquet(run.fold(k) / "predictions.parquet")
+        table = pd.read_parquet(run.fold(k) / PREDICTIONS)
         table["fold"] = k
-        columns = [table.columns.get_loc(f"prob_{code}") for code in table["predicted"]]
+        columns = [table.columns.get_loc(prob_column(code)) for code in table["predicted"]]
         table["probability"] = table.to_numpy()[np.arange(len(table)), columns].astype(float)
         frames.append(table[["path", "label", "predicted", "fold", "probability"]])
     table = pd.concat(frames, ignore_index=True)

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from ..data.schemes import scheme_for
 from ..errors import RaycellsError
 from ..metrics import group_probability, score_fold, summarize_folds
+from ..runs.results import HISTORY, METRICS, PREDICTIONS, probabilities, read_predictions
 from ..runs.rundir import RunDir
 
 
@@ -67,8 +67,8 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
     folds_total = config.get("settings", {}).get("experiment", {}).get("folds")
     if folds_total is None:  # an evaluation (`raycells evaluate`): one fold, all its images
         folds_total = int(run.read_plan()["fold"].max()) + 1
-    found = {k: _read_predictions(run.fold(k) / "predictions.parquet", classes)
-             for k in range(folds_total) if (run.fold(k) / "predictions.parquet").is_file()}
+    found = {k: read_predictions(run.fold(k), classes)
+             for k in range(folds_total) if (run.fold(k) / PREDICTIONS).is_file()}
     damaged = {k: reason for k, reason in found.items() if isinstance(reason, str)}
     present = [k for k in found if k not in damaged]
     if not present:
@@ -84,7 +84,7 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
     for k in present:
         predictions = found[k]
         y_true = np.searchsorted(classes, predictions["label"].to_numpy())
-        probs = predictions[[f"prob_{code}" for code in classes]].to_numpy(dtype=np.float64)
+        probs = probabilities(predictions, classes)
         y_pred = probs.argmax(axis=1)
         scores = score_fold(y_true, probs, classes, groups=scheme.groups if scheme else None,
                             threshold=threshold)
@@ -104,8 +104,8 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         threshold=threshold, curves=curves,
         chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None},
         config=config, histories=_histories(run, present),
-        finished_at=max((run.fold(k) / "metrics.json").stat().st_mtime for k in present)
-        if all((run.fold(k) / "metrics.json").is_file() for k in present) else None)
+        finished_at=max((run.fold(k) / METRICS).stat().st_mtime for k in present)
+        if all((run.fold(k) / METRICS).is_file() for k in present) else None)
 
 
 def _histories(run: RunDir, folds: list[int]) -> dict[int, pd.DataFrame]:
@@ -113,23 +113,10 @@ def _histories(run: RunDir, folds: list[int]) -> dict[int, pd.DataFrame]:
     histories = {}
     for k in folds:
         try:
-            histories[k] = pd.read_csv(run.fold(k) / "history.csv")
+            histories[k] = pd.read_csv(run.fold(k) / HISTORY)
         except (OSError, ValueError):
             continue
     return histories
-
-
-def _read_predictions(path: Path, classes: list[str]) -> pd.DataFrame | str:
-    """A fold's predictions, or what is wrong with the file (damaged, or columns missing)."""
-    try:
-        predictions = pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as error:
-        return f"{path} cannot be read ({str(error).splitlines()[0] if str(error) else error!r})"
-    wanted = ["label", *(f"prob_{code}" for code in classes)]
-    lacking = [name for name in wanted if name not in predictions.columns]
-    if lacking:
-        return f"{path} lacks the columns {', '.join(lacking)}"
-    return predictions
 
 
 def test_train_ratio(plan: pd.DataFrame, folds: int) -> float | None:

@@ -15,7 +15,6 @@ chose go to fold-<k>/search/chosen.json and its trials to fold-<k>/search/trials
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -31,13 +30,13 @@ from ..data.folds import fold_parts
 from ..data.manifest import Manifest
 from ..data.schemes import scheme_groups
 from ..errors import RaycellsError
-from ..files import atomic_path, write_csv, write_json
+from ..files import write_csv, write_json
 from ..metrics import score_fold, summarize_folds
 from ..settings import Experiment, Placement, as_dict, with_overrides
 from ..train.checkpoint import load_checkpoint, read_test_probabilities, test_file
-from ..train.predict import predictions_frame
 from ..train.progress import start_board
 from ..train.trainer import CHECKPOINTS, Resources, fit, fold_trainer, plan_resources
+from .results import predictions_frame, read_metrics, write_fold_results
 from .rundir import RunDir
 from .setup import Events, no_events, prepare_run, start_run
 from .tracking import Tracker, check_server
@@ -125,8 +124,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
         tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")  # Ctrl-C, SIGTERM
         raise
     _stop_watching(stop, watchers)
-    per_fold = {k: json.loads((run.fold(k) / "metrics.json").read_text())
-                for k in range(experiment.folds) if run.fold_finished(k)}
+    per_fold = {k: read_metrics(run.fold(k)) for k in range(experiment.folds) if run.fold_finished(k)}
     summary = summarize_folds(per_fold)
     tracker.finish("FINISHED", summary)
     return CvResult(run_dir=run.path, classes=classes, per_fold=per_fold, summary=summary,
@@ -180,10 +178,6 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
         {**{k: v for k, v in epoch.items() if k != "seen_per_class"},
          **{f"seen_{code}": n for code, n in epoch["seen_per_class"].items()}}
         for epoch in progress.history])
-    write_csv(history, fold_dir / "history.csv")
-    predictions = predictions_frame(plan, classes, rows, probs, fold)
-    with atomic_path(fold_dir / "predictions.parquet") as tmp:
-        predictions.to_parquet(tmp, index=False)
     metrics = score_fold(labels[rows], probs, classes, groups=scheme_groups(classes))
     metrics.update(fold=fold, best_epoch=progress.best["epoch"], epochs=len(progress.history),
                    restored_from_epochs=progress.restored_from,
@@ -191,7 +185,8 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
                    seen_per_class_last_epoch=progress.history[-1]["seen_per_class"],
                    nodes=ray.get(board.nodes.remote(fold)),
                    **({"chosen": chosen} if chosen is not None else {}))
-    write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+    write_fold_results(fold_dir, predictions_frame(plan, classes, rows, probs, fold), metrics,
+                       history)
     (fold_dir / CHECKPOINTS / test_file(progress.best["file"])).unlink(missing_ok=True)
     tracker.fold_finished(fold, metrics, progress.history)
     emit("fold_finished", fold=fold, metrics=metrics)

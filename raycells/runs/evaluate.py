@@ -23,11 +23,11 @@ from ..data.extra import load_mapping, mapped_extra
 from ..data.manifest import Manifest, training_labels, write_manifest
 from ..data.schemes import scheme_groups
 from ..errors import RaycellsError
-from ..files import atomic_path, write_json
 from ..metrics import score_fold
 from ..settings import Placement
-from ..train.predict import predict_rows, predictions_frame
+from ..train.predict import predict_rows
 from ..train.trainer import init_ray
+from .results import predictions_frame, write_fold_results
 from .rundir import RunDir, overlap_with_training, write_config, write_plan
 from .setup import Events, no_events, open_run
 
@@ -98,11 +98,9 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     write_manifest(Manifest(frame=frame, root=manifest.root, layout=manifest.layout,
                             source=manifest.source, synthetic=manifest.synthetic), run.manifest)
     write_plan(plan, run.folds)
-    predictions = predictions_frame(plan, classes, rows, probs, fold=0)
-    with atomic_path(run.fold(0) / "predictions.parquet") as tmp:
-        predictions.to_parquet(tmp, index=False)
     metrics = score_fold(labels, probs, classes, groups=scheme_groups(classes))
-    write_json(run.fold(0) / "metrics.json", {**metrics, "models": folds})
+    write_fold_results(run.fold(0), predictions_frame(plan, classes, rows, probs, fold=0),
+                       {**metrics, "models": folds})
     return Evaluation(run_dir=run.path, classes=classes, folds=folds, metrics=metrics,
                       left_out=left_out)
 

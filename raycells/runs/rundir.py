@@ -28,6 +28,7 @@ from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..train.checkpoint import PATTERN as CHECKPOINT_FILES
 from ..train.checkpoint import load_checkpoint
+from .results import METRICS, PREDICTIONS
 
 PACKAGES = ("torch", "torchvision", "ray", "kornia", "scikit-learn", "numpy", "pandas", "pyarrow",
             "pillow")
@@ -57,8 +58,8 @@ class RunDir:
         """Whether fold k finished: its metrics.json parses and counts as many images as its
         predictions.parquet holds (a damaged one is trained again from its checkpoint)."""
         try:
-            metrics = json.loads((self.fold(k) / "metrics.json").read_text())
-            rows = pq.ParquetFile(self.fold(k) / "predictions.parquet").metadata.num_rows
+            metrics = json.loads((self.fold(k) / METRICS).read_text())
+            rows = pq.ParquetFile(self.fold(k) / PREDICTIONS).metadata.num_rows
         except (OSError, ValueError, pa.ArrowException):
             return False
         return isinstance(metrics, dict) and metrics.get("images") == rows

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..data.pipeline import part_dataset
@@ -75,17 +74,3 @@ def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,
     order_rows = np.concatenate(out_rows)
     order = np.argsort(order_rows)
     return order_rows[order], np.concatenate(out_probs)[order]
-
-
-def predictions_frame(plan: pd.DataFrame, classes: list[str], rows: np.ndarray,
-                      probs: np.ndarray, fold: int) -> pd.DataFrame:
-    """predictions.parquet's table: path, label, predicted, fold, then prob_<class> per class."""
-    frame = pd.DataFrame({
-        "path": plan["path"].to_numpy()[rows],
-        "label": plan["label"].to_numpy()[rows],
-        "predicted": np.asarray(classes)[probs.argmax(1)],
-        "fold": fold,
-    })
-    for index, code in enumerate(classes):
-        frame[f"prob_{code}"] = probs[:, index].astype(np.float32)
-    return frame

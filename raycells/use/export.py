@@ -28,6 +28,7 @@ from ..data.sources import source_terms
 from ..errors import RaycellsError
 from ..files import atomic_path, write_json
 from ..metrics import summarize_folds
+from ..runs.results import read_metrics
 from ..runs.rundir import RunDir
 from ..settings import EXPORT_FORMATS
 from ..train.inputs import MEAN, STD
@@ -80,7 +81,7 @@ def model_card(networks: RunNetworks, fmt: str, *, tta: bool, check: dict[str, A
     config = run.read_config()
     size = networks.image_size
     training = run.training_images(networks.folds)
-    per_fold = {k: json.loads((run.fold(k) / "metrics.json").read_text()) for k in networks.folds}
+    per_fold = {k: read_metrics(run.fold(k)) for k in networks.folds}
     summary = summarize_folds(per_fold)
     sources = sorted(training["source"].dropna().unique())
     return {

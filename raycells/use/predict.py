@@ -23,6 +23,7 @@ from ..data.manifest import Manifest, Problem
 from ..data.schemes import scheme_for
 from ..errors import RaycellsError
 from ..files import atomic_path, write_csv
+from ..runs.results import prob_column
 from ..settings import Placement
 from ..train.predict import predict_rows
 from ..train.trainer import init_ray
@@ -61,7 +62,7 @@ def prediction_table(paths: list[str], network_probs: np.ndarray, classes: list[
         "top_3": [", ".join(f"{codes[i]} {probs[n, i]:.3f}" for i in top[n]) for n in rows],
     })
     for index, code in enumerate(classes):
-        table[f"prob_{code}"] = probs[:, index].astype(np.float32)
+        table[prob_column(code)] = probs[:, index].astype(np.float32)
     scheme = scheme_for(classes)
     for group, members in (scheme.groups.items() if scheme else ()):
         score = probs[:, [classes.index(code) for code in members if code in classes]].sum(axis=1)
