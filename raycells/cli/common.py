@@ -76,12 +76,18 @@ def reported_errors() -> Iterator[None]:
 
 
 @contextmanager
-def ray_messages_to(log: Path) -> Iterator[None]:
+def ray_messages_to(log: Path, run: tuple[Path, str] | None = None) -> Iterator[None]:
     """Send Ray's own messages to the file `log` while the block runs; the consoles keep the
     terminal. Ray's C++ core writes straight to file descriptor 2 and its log listener prints
     raylet warnings to sys.stdout, none of which a user of the CLI needs to read. The messages
     are collected in a temporary file and added to `log` at the end if there are any and its
-    folder exists by then (a run that could not start leaves nothing behind)."""
+    folder exists by then (a run that could not start leaves nothing behind).
+
+    Ray ends the process at once, with no Python code run, when its raylet dies under it (its
+    core worker's QuickExit, exit 1). For a `run` (its config.json, and what a stopped command
+    keeps and how to go on), a watcher process (`raycells.cli.watcher`) then still adds the
+    messages to `log` and prints, on the terminal, that the command ended abruptly and what was
+    kept."""
     out, err = sys.stdout, sys.stderr
     out.flush()
     err.flush()
@@ -91,9 +97,12 @@ def ray_messages_to(log: Path) -> Iterator[None]:
     with tempfile.TemporaryFile("w+", buffering=1) as sink:
         os.dup2(sink.fileno(), 2)
         sys.stdout = sys.stderr = sink
+        watcher = _start_watcher(sink, log, terminal_err, run)
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.left_normally()
             sys.stdout, sys.stderr = out, err
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
@@ -104,6 +113,22 @@ def ray_messages_to(log: Path) -> Iterator[None]:
                 sink.seek(0)
                 with open(log, "a") as kept:
                     shutil.copyfileobj(sink, kept)
+
+
+def _start_watcher(sink, log: Path, terminal, run: tuple[Path, str] | None):
+    """The watcher of an abrupt end, or None where it cannot print (no terminal handle with a
+    file descriptor: a test runner's capture)."""
+    if run is None:
+        return None
+    try:
+        terminal_fd = terminal.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    from .watcher import Watcher
+
+    config, interrupted = run
+    return Watcher.start(sink=sink.fileno(), log=log, terminal=terminal_fd, config=config,
+                         interrupted=interrupted)
 
 
 def _own_handle(stream):

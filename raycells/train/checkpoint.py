@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -237,8 +238,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                                   "again.")
     try:
         progress = Progress(**{f.name: saved[f.name] for f in fields(Progress) if f.name in saved})
-        return Checkpoint(progress=progress, path=path, **{
+        checkpoint = Checkpoint(progress=progress, path=path, **{
             f.name: saved[f.name] for f in fields(Checkpoint) if f.name not in ("progress", "path")})
     except (KeyError, TypeError, AttributeError) as error:
         raise RaycellsError(f"{path}: not a raycells checkpoint (no {error}). Take the run "
                             "directory as raycells wrote it.") from error
+    best = (progress.best or {}).get("file")
+    if best is not None and not (isinstance(best, str) and re.fullmatch(r"best-epoch-\d{3,}\.safetensors", best)):
+        # The network's file is read from beside the epoch folders, never from elsewhere.
+        raise RaycellsError(f"{path}: its best network is named {best!r}, not a file of the fold's "
+                            f"checkpoint folder ({BEST_PATTERN}). Take the run directory as "
+                            "raycells wrote it.")
+    return checkpoint

@@ -262,3 +262,63 @@ def test_an_mlflow_server_that_does_not_answer_is_named_before_any_work(tmp_path
     assert result.exit_code == 2, result.output
     assert "nothing answers at --mlflow-uri http://127.0.0.1:9" in " ".join(result.output.split())
     assert time.monotonic() - started < 30 and not (run / "config.json").exists()
+
+
+ENDED_BY_RAY = """
+import os, sys
+from pathlib import Path
+from raycells.cli.common import ray_messages_to
+run = Path(sys.argv[1])
+with ray_messages_to(run / "ray.log", (run / "config.json", "Continue with `raycells cv --resume`.")):
+    os.write(2, b"core_worker.cc:1: the raylet died\\n")  # as Ray's C++ core writes
+    if sys.argv[2] == "quick-exit":
+        os._exit(1)  # what Ray's QuickExit does when the raylet dies: no Python code runs
+"""
+
+
+@pytest.mark.parametrize("ending", ["quick-exit", "normal"])
+def test_a_command_that_ray_ends_abruptly_still_says_what_was_kept(tmp_path, ending):
+    """Killing the run's raylet (kill -9) ended `raycells cv` with exit 1 and no word: Ray's core
+    worker leaves the process at once, and the messages collected for ray.log were lost. The
+    watcher beside the command now keeps them in ray.log and says how to go on; a command that
+    ends normally gets no such line."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-c", ENDED_BY_RAY, str(tmp_path), ending],
+                          capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "ray.log").read_text() == "core_worker.cc:1: the raylet died\n"
+    if ending == "normal":
+        assert done.returncode == 0 and done.stderr == ""
+        return
+    assert done.returncode == 1
+    said = " ".join(done.stderr.split())
+    assert said == (f"error: the command ended abruptly (killed, or its Ray processes stopped under "
+                    f"it). Ray's messages are in {tmp_path / 'ray.log'}. Continue with "
+                    f"`raycells cv --resume`.")
+
+
+def test_a_checkpoint_cannot_point_its_network_outside_its_folder(tmp_path):
+    """A checkpoint names the file of the fold's network (`best`); a run directory from someone
+    else could name one anywhere (`../../elsewhere.safetensors`), which every command that reads
+    the fold's network then loaded. Only a best-epoch file beside the epoch folders is read."""
+    import torch
+    from safetensors.torch import save_file
+
+    from raycells.train.checkpoint import Checkpoint, Progress, load_checkpoint, save_checkpoint
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "elsewhere.safetensors"))
+    folder = tmp_path / "run" / "fold-0" / "checkpoint"
+    for name in ("../../../elsewhere.safetensors", "best-epoch-002.safetensors"):
+        epoch = folder / "epoch-002"
+        epoch.mkdir(parents=True, exist_ok=True)
+        best = {"epoch": 2, "val_macro_f1": 0.5, "val_loss": 1.0, "file": name}
+        save_checkpoint(Checkpoint(model_name="tiny_cnn", classes=["a", "b"], image_size=32,
+                                   experiment={}, progress=Progress(epoch=1, best=best), model={},
+                                   optimizer={}, scaler={}), epoch)
+        if name.startswith(".."):
+            with pytest.raises(RaycellsError, match=r"state.pt: its best network is named "
+                                                    r"'../../../elsewhere.safetensors', not a file"):
+                load_checkpoint(epoch)
+    assert load_checkpoint(epoch).progress.best["file"] == "best-epoch-002.safetensors"
