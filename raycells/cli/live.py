@@ -19,18 +19,11 @@ from ..files import WRITE_FAILURES
 from ..runs.lock import locked
 from ..settings import settings_text
 from .common import Terminated, console, new_progress, ray_messages_to, status
+from .watcher import kept
 
 if TYPE_CHECKING:
     from ..report.writers import Table
     from ..runs.cv import CvResult
-    from ..runs.rundir import RunDir
-
-
-def _kept(run: RunDir, interrupted: str) -> str:
-    """What a stopped command kept and how to go on; before config.json, nothing was kept."""
-    if run.config.is_file():
-        return interrupted
-    return "Nothing was written yet: start the command again."
 
 
 class LiveDisplay:
@@ -69,7 +62,7 @@ class LiveDisplay:
         """`work()` with this display live, the run directory locked for `command` and Ray's
         messages in `run_dir`/ray.log. Ctrl-C (exit 130) and SIGTERM (exit 143) stop Ray and
         print `interrupted` (what was kept, how to go on); a Ray that cannot start gets the same
-        hint."""
+        hint, and so does a command that Ray ends abruptly (`raycells.cli.watcher`)."""
         from ..runs.rundir import RunDir
         from ..train.trainer import stop_ray
 
@@ -78,7 +71,7 @@ class LiveDisplay:
             with locked(run.path, command) as note:
                 if note:
                     status.print(f"[yellow]note:[/] {note}", highlight=False)
-                with ray_messages_to(run.ray_log):
+                with ray_messages_to(run.ray_log, (run.config, interrupted)):
                     try:
                         return work()
                     except (KeyboardInterrupt, Terminated):
@@ -91,16 +84,16 @@ class LiveDisplay:
             self.close()
             code = 143 if isinstance(stop, Terminated) else 130
             said = "Terminated (SIGTERM)." if code == 143 else "Interrupted."
-            status.print(f"[yellow]{said}[/] {_kept(run, interrupted)}")
+            status.print(f"[yellow]{said}[/] {kept(run.config.is_file(), interrupted)}")
             raise typer.Exit(code) from None
         except RayUnavailable as error:
-            raise RaycellsError(f"{error} {_kept(run, interrupted)}") from None
+            raise RaycellsError(f"{error} {kept(run.config.is_file(), interrupted)}") from None
         except OSError as error:
             if error.errno not in WRITE_FAILURES:
                 raise
             where = error.filename or run.path
             raise RaycellsError(f"cannot write {where}: {error.strerror}. Every file is written "
-                                f"whole or not at all. {_kept(run, interrupted)}") from None
+                                f"whole or not at all. {kept(run.config.is_file(), interrupted)}") from None
         finally:
             self.close()
 
@@ -195,10 +188,33 @@ class FoldsDisplay(LiveDisplay):
             if "batches" in state:
                 row.setdefault("training_since", time.monotonic())
 
+    def _on_epochs(self, fold, records) -> None:
+        """In a log (output not a terminal, such as a batch job's), where the live table is
+        drawn only at the end, a line per finished epoch of every fold."""
+        if status.is_terminal:
+            return
+        row = self._folds.setdefault(fold, {})
+        for record in records:
+            if record["epoch"] <= row.get("printed", 0):
+                continue
+            row["printed"] = record["epoch"]
+            of = f"/{row['epochs']}" if "epochs" in row else ""
+            status.print(
+                f"Fold {fold}: epoch {record['epoch']}{of}"
+                f"{'' if record['phase'] == 'train' else ' (' + record['phase'] + ')'}: train loss "
+                f"{record['train_loss']:.3f}, val loss {record['val_loss']:.3f}, val F1 "
+                f"{record['val_macro_f1']:.3f}; {record['steps']} steps, "
+                f"{record['images_per_s']:.0f} img/s, {_clock(record['train_seconds'] + record['val_seconds'])}",
+                highlight=False)
+
     def _on_fold_finished(self, fold, metrics) -> None:
         row = self._folds[fold]
         row.update(phase="done", result=metrics,
                    seconds=time.monotonic() - row.get("started", time.monotonic()))
+        if not status.is_terminal:
+            status.print(f"Fold {fold} finished in {_clock(row['seconds'])}: test accuracy "
+                         f"{metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}.",
+                         highlight=False)
 
     def _on_search_started(self, fold) -> None:
         self._searching = fold

@@ -67,7 +67,8 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     settings inside every fold (see the module's docstring). The run is recorded in MLflow unless
     `placement.tracking` is off (`runs/tracking`). Events: those of every run, tracking (where the
     record goes) or tracking_failed, then fold_skipped, todo (the folds to train), fold_started,
-    status (every fold's progress), fold_finished; with `nested` also
+    status (every fold's progress), epochs (history rows of a fold's finished epochs, as they
+    come and all again before its end), fold_finished; with `nested` also
     search_started, the search's trial_result and trial_done, and search_finished."""
     emit = events or no_events
     wanted = range(experiment.folds) if only_folds is None else sorted(set(only_folds))
@@ -101,7 +102,7 @@ def run_cv(out: str | Path, experiment: Experiment, placement: Placement, *,
     board = start_board()
     stop = threading.Event()
     watchers = [threading.Thread(target=_watch, args=(board, emit, stop), daemon=True),
-                threading.Thread(target=_follow, args=(board, tracker, stop), daemon=True)]
+                threading.Thread(target=_follow, args=(board, tracker, emit, stop), daemon=True)]
     for watcher in watchers:
         watcher.start()
     labels = np.searchsorted(classes, plan["label"].to_numpy())
@@ -189,6 +190,7 @@ def _run_fold(run: RunDir, experiment: Experiment, resources: Resources, plan: p
                        history)
     (fold_dir / CHECKPOINTS / test_file(progress.best["file"])).unlink(missing_ok=True)
     tracker.fold_finished(fold, metrics, progress.history)
+    emit("epochs", fold=fold, records=progress.history)  # all of them, before the fold's end
     emit("fold_finished", fold=fold, metrics=metrics)
 
 
@@ -234,19 +236,22 @@ def _stop_watching(stop: threading.Event, watchers: list[threading.Thread]) -> N
         watcher.join()
 
 
-def _follow(board, tracker: Tracker, stop: threading.Event) -> None:
-    """Log the epochs rank 0 posts to the board, every second until `stop`."""
+def _follow(board, tracker: Tracker, emit: Events, stop: threading.Event) -> None:
+    """Pass on the epochs rank 0 posts to the board, every second until `stop`: as `epochs`
+    events, and to the MLflow record."""
     import ray
 
     seen: dict[int, int] = {}
-    while not stop.wait(1.0) and tracker.active:
+    while not stop.wait(1.0):
         try:
             new = ray.get(board.epochs.remote(seen), timeout=5)
-        except Exception:  # tracking is best effort too; fold_finished logs what was missed
+        except Exception:  # best effort too; a fold's end passes on and logs what was missed
             continue
         for fold, records in new.items():
             seen[fold] = seen.get(fold, 0) + len(records)
-            tracker.epochs(fold, records)
+            emit("epochs", fold=fold, records=records)
+            if tracker.active:
+                tracker.epochs(fold, records)
 
 
 def _watch(board, emit: Events, stop: threading.Event) -> None:

@@ -64,3 +64,31 @@ def _rendered(display) -> str:
     out = io.StringIO()
     Console(file=out, width=100).print(display._table())
     return out.getvalue()
+
+
+def test_a_log_gets_a_line_per_epoch_and_per_fold(monkeypatch):
+    """Where the output is not a terminal (nohup, a Slurm log) rich draws the live table only at
+    the end: each finished epoch of every fold gets a line instead, once, and so does each
+    finished fold. A terminal gets none (the live table shows it)."""
+    record = {"epoch": 1, "phase": "train", "train_loss": 2.0, "val_loss": 1.5,
+              "val_macro_f1": 0.25, "steps": 7, "images_per_s": 123.4, "train_seconds": 50.0,
+              "val_seconds": 15.0}
+    for terminal in (False, True):
+        out = io.StringIO()
+        monkeypatch.setattr(live, "status", Console(file=out, width=200, force_terminal=terminal))
+        display = live.FoldsDisplay()
+        display._on_todo(folds=[0])
+        display._on_fold_started(fold=0)
+        display._on_status(folds={0: {"phase": "train", "epoch": 1, "epochs": 12}})
+        display._on_epochs(fold=0, records=[record])
+        display._on_epochs(fold=0, records=[record, {**record, "epoch": 2, "phase": "fine-tune"}])
+        display._on_fold_finished(fold=0, metrics={"accuracy": 0.5, "macro_f1": 0.4})
+        lines = out.getvalue().splitlines()
+        if terminal:
+            assert lines == []
+            continue
+        assert lines == [
+            "Fold 0: epoch 1/12: train loss 2.000, val loss 1.500, val F1 0.250; 7 steps, 123 img/s, 1:05",
+            "Fold 0: epoch 2/12 (fine-tune): train loss 2.000, val loss 1.500, val F1 0.250; 7 steps, "
+            "123 img/s, 1:05",
+            "Fold 0 finished in 0:00: test accuracy 0.500, macro F1 0.400."]

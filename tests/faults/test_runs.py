@@ -1,5 +1,6 @@
 """Faults injected into a small real cv run (tiny CNN, 96 PBC images, 2 folds), each followed by
---resume: Ctrl-C while Ray starts or the cache is built, SIGKILL of the driver mid-fold, a
+--resume: Ctrl-C while Ray starts or the cache is built, SIGKILL of the driver mid-fold (which
+says what was kept, as when Ray ends the driver because its raylet died), a
 checkpoint cut short, SIGTERM mid-training, a metrics.json cut short, a full disk. After each,
 nothing finished is lost, and the last --resume completes the run without redoing finished
 folds."""
@@ -116,7 +117,12 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
     first = _start(_cv(small_pbc, run.path, "--resume"), log)
     _wait_for(run.fold(0) / "checkpoint" / "epoch-002" / "state.pt", first)
     first.kill()
-    _finish(first, log, linger=0)
+    _, err = _finish(first, log, linger=0)
+    # Killed (or ended by Ray when its raylet dies): the watcher beside it says what was kept.
+    said = " ".join(err.split())
+    assert "error: the command ended abruptly (killed, or its Ray processes stopped under it)." in said
+    assert f"Finished folds and checkpoints are kept: continue with `raycells cv --resume --out " \
+           f"{run.path}`" in said.rpartition("ended abruptly")[2]
     assert (run.path / LOCK_FILE).is_file() and not run.fold_finished(0)
     newest = _newest_checkpoint(run, 0)
     assert 2 <= newest < EPOCHS
@@ -165,6 +171,9 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
     result = runner.invoke(app, _cv(small_pbc, run.path, "--resume"), terminal_width=300)
     assert result.exit_code == 0, result.output
     assert "Finished in " in result.output and f"`raycells report {run.path}`" in result.output
+    # Not a terminal (as in a batch job's log): a line per epoch and per fold, fold 1's epochs
+    # from its checkpoint's history.
+    assert "Fold 1: epoch 4" in result.output and "Fold 1 finished in " in result.output
     complete_run(run.path, folds=FOLDS, classes=8)
     assert (run.fold(0) / "metrics.json").stat().st_mtime == finished_at  # finished: not redone
     # Fold 0 was predicted again from its last checkpoint, not trained again from scratch.
