@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import struct
@@ -187,6 +188,13 @@ def ray_session():
 
 
 @pytest.fixture
+def ray_address(ray_session) -> str:
+    """The shared cluster's address, for a command run in a process of its own to join with
+    --address (as it would a lab's cluster) instead of starting a Ray of its own."""
+    return SharedRay.address
+
+
+@pytest.fixture
 def no_ray():
     """Ray stopped in this process, for a test that starts a cluster of its own or makes Ray fail
     to start; such tests run before the rest."""
@@ -290,11 +298,31 @@ def pbc_run(small_pbc, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def screen():
+    """screen(shown, columns=80): the problems `screen_problems` finds in what a terminal received."""
+    return screen_problems
+
+
+@pytest.fixture
 def in_terminal():
     """Run a raycells command as a user does, in a pseudo-terminal of a given width: what a
     terminal shows (progress bars, live tables) is only drawn there, and only fails there.
-    in_terminal(args, cwd=..., columns=80) -> (exit status, what the terminal received)."""
+    in_terminal(args, cwd=..., columns=80) -> (exit status, what the terminal received); what it
+    received must fit the terminal (`screen_problems`), whatever the command did."""
     return run_in_terminal
+
+
+def screen_problems(shown: str, columns: int = 80) -> list[str]:
+    """The lines that run past the edge of a terminal `columns` wide, which the terminal would
+    then cut wherever the edge falls, inside a word or a number (a line the command broke
+    itself, between words, ends with its own newline and is never longer); and a "mean ± std"
+    broken over two lines."""
+    from rich.cells import cell_len
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", shown)
+    lines = re.split(r"\r\n|\n|\r", text)
+    return [f"{cell_len(line)} columns: {line!r}" for line in lines if cell_len(line) > columns] + [
+        f"a mean ± std split: {line!r}" for line in lines if re.search(r"±\s*$|^\s*±", line)]
 
 
 def run_in_terminal(args: list[str], *, cwd: Path, columns: int = 80,
@@ -326,6 +354,9 @@ def run_in_terminal(args: list[str], *, cwd: Path, columns: int = 80,
         else:
             process.kill()
             raise TimeoutError(f"raycells {' '.join(args)} ran over {timeout} s in a terminal")
-        return process.wait(timeout=60), received.decode(errors="replace")
+        shown = received.decode(errors="replace")
+        problems = screen_problems(shown, columns)
+        assert problems == [], f"raycells {' '.join(args)}: the screen at {columns} columns: {problems}"
+        return process.wait(timeout=60), shown
     finally:
         os.close(master)

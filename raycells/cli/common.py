@@ -27,9 +27,23 @@ if TYPE_CHECKING:
     from ..data.manifest import Manifest
     from ..runs.rundir import RunDir
 
-console = Console(soft_wrap=True)
-"""Results: tables and summaries (lines of text are not wrapped, so paths stay whole)."""
-status = Console(stderr=True, soft_wrap=True)
+class _Console(Console):
+    """A rich console that wraps long lines between words on a terminal (the terminal would cut
+    them at its edge, inside a word or a number) and never in a file or a pipe, where a line
+    stays whole for the tools that read it."""
+
+    @property
+    def soft_wrap(self) -> bool:
+        return not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:  # decided by where the output goes, as it goes
+        pass
+
+
+console = _Console()
+"""Results: tables and summaries."""
+status = _Console(stderr=True)
 """Progress, warnings and errors, kept off stdout so results can be piped."""
 
 EXIT_UNREADABLE = 1

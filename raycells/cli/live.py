@@ -345,10 +345,25 @@ def _rich_table(table: Table, keep: list[str]) -> RichTable:
 
 
 def _print_stacked(table: Table) -> None:
-    console.print(f"[italic]{table.title}[/]", highlight=False)
+    """Each row as its first cell, then its "header: value" pairs, as many to a line as fit the
+    width; a pair is never split over two lines."""
+    from rich.markup import escape
+
+    console.print(f"[italic]{escape(table.title)}[/]", highlight=False)
+    room = console.width - 4
     for row in table.rows:
-        pairs = [f"{header}: {cell}" for header, cell in zip(table.headers[1:], row[1:]) if cell]
-        console.print(f"  [bold]{row[0]}[/]  " + "; ".join(pairs), highlight=False)
+        lines = [""]
+        for header, cell in zip(table.headers[1:], row[1:]):
+            if not cell:
+                continue
+            pair = f"{header}: {cell}"
+            if lines[-1] and len(lines[-1]) + 2 + len(pair) > room:
+                lines.append(pair)
+            else:
+                lines[-1] = f"{lines[-1]}; {pair}" if lines[-1] else pair
+        console.print(f"  [bold]{escape(row[0])}[/]", highlight=False)
+        for line in lines:
+            console.print(f"    {escape(line)}", highlight=False)
     if table.note:
         console.print(table.note, highlight=False)
 

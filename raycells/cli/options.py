@@ -157,11 +157,20 @@ def takes_settings(*names: str):
                if parameter.name != "flags"]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                    annotation=_annotation(name)) for name in names]
+        if "data" in names:  # the dataset, as `data inspect` and `predict` take it too
+            added.insert(0, inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY,
+                                              default=None, annotation=Dataset))
 
         @functools.wraps(command)
         def run(**values: Any) -> Any:
             given = {name: values.pop(name) for name in names}
             with reported_errors():
+                dataset = values.pop("dataset", None)
+                if dataset is not None:
+                    if given["data"] is not None and Path(given["data"]) != dataset:
+                        raise RaycellsError(f"two datasets: {dataset} and --data {given['data']}. "
+                                            "Give the dataset once, either way.")
+                    given["data"] = dataset
                 flags = {name: _flag(name, value) for name, value in given.items()}
             return command(flags=flags, **values)
 
@@ -171,6 +180,11 @@ def takes_settings(*names: str):
         return run
 
     return decorate
+
+
+Dataset = Annotated[Path | None, typer.Argument(
+    help="Dataset folder, CSV or manifest (the same as --data; none: the built-in SYNTHETIC demo "
+         "dataset).", show_default=False)]
 
 
 def _flag(name: str, value: Any) -> Any:

@@ -21,6 +21,10 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
         (["cv", "--sampling", "oversample,goal=3"], "then target=, cap= or same_length="),
         (["cv", "--sampling", "sqrt,same_length=maybe"], "same_length is true or false"),
         (["cv", "--out", "s3://bucket/run"], "a run directory is a folder, not a URL"),
+        (["cv", str(tmp_path / "nope")], "no such file or folder"),  # the dataset as an argument
+        (["cv", "a", "--data", "b"], "two datasets: a and --data b. Give the dataset once"),
+        (["tune", "a", "--data", "b"], "two datasets: a and --data b"),
+        (["transfer", "a", "--data", "b", "--from", "r"], "two datasets: a and --data b"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

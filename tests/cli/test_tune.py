@@ -24,20 +24,22 @@ def test_bad_searches_are_refused_before_any_training(tmp_path, pbc_dir):
     assert not out.exists()
 
 
-def test_tune_searches_a_transfers_fine_tuning_rate(ray_session, aml_run, small_pbc, tmp_path):
-    """`raycells tune --from RUN --space "transfer.lr=loguniform(...)"`: every trial a whole
-    transfer from the AML run's network (head epoch, then fine-tuning at the drawn rate; source.pt
-    kept in the search's run directory); the winner runs with `raycells transfer`, not cv."""
+def test_tune_searches_a_transfers_fine_tuning_rate(ray_address, aml_run, small_pbc, tmp_path,
+                                                    in_terminal):
+    """`raycells tune --from RUN --space "transfer.lr=loguniform(...)"`, in a terminal 80 columns
+    wide: every trial a whole transfer from the AML run's network (head epoch, then fine-tuning at
+    the drawn rate; source.pt kept in the search's run directory); the winner runs with
+    `raycells transfer`, not cv."""
     import json
 
     import pandas as pd
 
     out = tmp_path / "t"
-    result = runner.invoke(app, [
-        "tune", "--from", str(aml_run), "--data", str(small_pbc), "--folds", "2",
+    code, shown = in_terminal([
+        "tune", str(small_pbc), "--from", str(aml_run), "--folds", "2", "--address", ray_address,
         "--space", "transfer.lr=loguniform(1e-5,1e-3)", "--samples", "2", "--epochs", "1",
-        "--head-epochs", "1", "--batch-size", "16", "--out", str(out)], terminal_width=300)
-    assert result.exit_code == 0, result.output
+        "--head-epochs", "1", "--batch-size", "16", "--out", str(out)], cwd=tmp_path)
+    assert code == 0 and "Traceback" not in shown, shown[-3000:]
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and trials["transfer.lr"].between(1e-5, 1e-3).all()
     assert (trials["status"] == "complete").all() and (trials["epochs"] == 2).all()
@@ -48,7 +50,7 @@ def test_tune_searches_a_transfers_fine_tuning_rate(ray_session, aml_run, small_
     assert experiment["transfer"]["head_epochs"] == 1
     assert experiment["transfer"]["freeze_batchnorm"] is True
     assert experiment["weights"] == str((out / "source.pt").resolve())
-    assert f"raycells transfer --from {aml_run} --fold" in " ".join(result.output.split())
+    assert f"raycells transfer --from {aml_run} --fold" in " ".join(shown.split())
 
     chosen = out / "best.json"
     refused = runner.invoke(app, ["cv", "--config", str(chosen), "--allow-overlap",

@@ -132,7 +132,7 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path, pbc_dir):
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_in_a_terminal_writes_its_table(ray_session, pbc_run, pbc_manifest, tmp_path,
+def test_predict_in_a_terminal_writes_its_table(ray_address, pbc_run, pbc_manifest, tmp_path,
                                                 in_terminal):
     """In a terminal the progress bar was stopped after the handle it drew on was closed: exit 1,
     nothing written (piped, it worked)."""
@@ -141,8 +141,8 @@ def test_predict_in_a_terminal_writes_its_table(ray_session, pbc_run, pbc_manife
     for path in pbc_manifest.frame["path"].iloc[-3:]:
         shutil.copy(path, mine)
     out = tmp_path / "out"
-    code, shown = in_terminal(["predict", str(mine), "--from", str(pbc_run), "--out", str(out)],
-                                  cwd=tmp_path)
+    code, shown = in_terminal(["predict", str(mine), "--from", str(pbc_run), "--out", str(out),
+                               "--address", ray_address], cwd=tmp_path)  # the screen checked too
     assert code == 0, shown[-3000:]
     assert "Predicted 3 images" in shown and "Traceback" not in shown
     assert len(pd.read_parquet(out / "predictions.parquet")) == 3
