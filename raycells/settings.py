@@ -213,8 +213,8 @@ class Experiment:
     """Take the fold plan of this run directory (same images), so that `raycells report` pairs the
     two runs fold by fold."""
     augment: AugmentSettings = field(default_factory=AugmentSettings)
-    """Augmentation of training batches: "off", or settings such as
-    "rotate=1,flip=0.5,noise=0.3,noise_std=0.03,brightness=0.5,contrast=0.5"."""
+    """Augmentation of training batches: "off", or settings such as "rotate=1, flip=0.5,
+    noise=0.3, noise_std=0.03, brightness=0.5, contrast=0.5"."""
     tta: bool = True
     """Test-time augmentation: each test image's probabilities are averaged over its 8 flips and
     right-angle rotations (exact views, no interpolation). Validation is never augmented."""

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from ..runs.rundir import RunDir
     from ..runs.tune import SearchPlan
 
-DATA, TRAINING, CLUSTER, TRACKING = "Data", "Training", "Cluster", "Tracking"
-"""The help panels the settings' options appear in."""
+DATA, TRAINING, TRANSFER, CLUSTER, TRACKING, MORE = (
+    "Data", "Training", "Transfer", "Cluster", "Tracking", "Rarely needed")
+PANELS = (DATA, TRAINING, TRANSFER, CLUSTER, TRACKING, MORE)
+"""The help panels the settings' options appear in, in --help's order."""
 
 
 def parse_augment(text: str) -> Any:
@@ -101,39 +103,39 @@ SETTINGS: dict[str, Setting] = {
     "labels": Setting(Experiment, str, DATA),
     "folds": Setting(Experiment, int, DATA),
     "folds_from": Setting(Experiment, Path, DATA),
-    "val_fraction": Setting(Experiment, float, DATA),
+    "val_fraction": Setting(Experiment, float, MORE),
     "extra_data": Setting(Experiment, Path, DATA),
     "extra_map": Setting(Experiment, str, DATA),
-    "allow_outside": Setting(Experiment, bool, DATA, ("--allow-outside",)),
-    "drop_small_classes": Setting(Experiment, bool, DATA, ("--drop-small-classes",)),
-    "drop_conflicts": Setting(Experiment, bool, DATA, ("--drop-conflicts",)),
-    "group_near_duplicates": Setting(Experiment, bool, DATA, ("--group-near-duplicates",)),
+    "allow_outside": Setting(Experiment, bool, MORE, ("--allow-outside",)),
+    "drop_small_classes": Setting(Experiment, bool, MORE, ("--drop-small-classes",)),
+    "drop_conflicts": Setting(Experiment, bool, MORE, ("--drop-conflicts",)),
+    "group_near_duplicates": Setting(Experiment, bool, MORE, ("--group-near-duplicates",)),
     "sampling": Setting(Experiment, str, DATA, parse=parse_sampling, shown="none"),
     "model": Setting(Experiment, str, TRAINING),
     "weights": Setting(Experiment, Path, TRAINING),
     "image_size": Setting(Experiment, int, TRAINING),
     "epochs": Setting(Experiment, int, TRAINING),
     "batch_size": Setting(Experiment, int, TRAINING),
-    "batch_scaling": Setting(Experiment, str, TRAINING),
+    "batch_scaling": Setting(Experiment, str, CLUSTER),
     "lr": Setting(Experiment, float, TRAINING),
-    "weight_decay": Setting(Experiment, float, TRAINING),
+    "weight_decay": Setting(Experiment, float, MORE),
     "optimizer": Setting(Experiment, str, TRAINING),
     "schedule": Setting(Experiment, str, TRAINING),
     "augment": Setting(Experiment, str, TRAINING, parse=parse_augment, shown="on"),
     "tta": Setting(Experiment, bool, TRAINING, ("--tta/--no-tta",)),
     "keep_epoch": Setting(Experiment, str, TRAINING),
-    "deterministic": Setting(Experiment, bool, TRAINING, ("--deterministic",)),
-    "precision": Setting(Experiment, str, TRAINING),
-    "images_on_device": Setting(Experiment, bool, TRAINING, ("--images-on-device",)),
-    "sync_batchnorm": Setting(Experiment, bool, TRAINING, ("--sync-batchnorm/--no-sync-batchnorm",)),
-    "compile": Setting(Experiment, bool, TRAINING, ("--compile",)),
+    "deterministic": Setting(Experiment, bool, MORE, ("--deterministic",)),
+    "precision": Setting(Experiment, str, MORE),
+    "images_on_device": Setting(Experiment, bool, MORE, ("--images-on-device",)),
+    "sync_batchnorm": Setting(Experiment, bool, CLUSTER, ("--sync-batchnorm/--no-sync-batchnorm",)),
+    "compile": Setting(Experiment, bool, MORE, ("--compile",)),
     "seed": Setting(Experiment, int, TRAINING),
-    "head_epochs": Setting(Transfer, int, TRAINING),
-    "head_lr": Setting(Transfer, float, TRAINING),
-    "freeze_batchnorm": Setting(Transfer, bool, TRAINING, ("--freeze-batchnorm/--train-batchnorm",)),
+    "head_epochs": Setting(Transfer, int, TRANSFER),
+    "head_lr": Setting(Transfer, float, TRANSFER),
+    "freeze_batchnorm": Setting(Transfer, bool, TRANSFER, ("--freeze-batchnorm/--train-batchnorm",)),
     "workers": Setting(Placement, int, CLUSTER),
-    "gpus_per_worker": Setting(Placement, float, CLUSTER),
-    "cpus_per_worker": Setting(Placement, float, CLUSTER),
+    "gpus_per_worker": Setting(Placement, float, MORE),
+    "cpus_per_worker": Setting(Placement, float, MORE),
     "address": Setting(Placement, str, CLUSTER),
     "tracking": Setting(Placement, bool, TRACKING, ("--tracking/--no-tracking",)),
     "mlflow_uri": Setting(Placement, str, TRACKING),
@@ -156,7 +158,8 @@ def takes_settings(*names: str):
         own = [parameter for parameter in inspect.signature(command, eval_str=True).parameters.values()
                if parameter.name != "flags"]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                   annotation=_annotation(name)) for name in names]
+                                   annotation=_annotation(name))
+                 for name in sorted(names, key=lambda name: PANELS.index(SETTINGS[name].panel))]
         if "data" in names:  # the dataset, as `data inspect` and `predict` take it too
             added.insert(0, inspect.Parameter("dataset", inspect.Parameter.KEYWORD_ONLY,
                                               default=None, annotation=Dataset))
@@ -204,7 +207,7 @@ def _annotation(name: str) -> Any:
     default = _default_text(name, setting)
     return Annotated[setting.type | None, typer.Option(
         *setting.decls, help=docs[name], show_default=default or False,
-        rich_help_panel=setting.panel)]
+        rich_help_panel=setting.panel, metavar="" if setting.type is bool else None)]
 
 
 def _default_text(name: str, setting: Setting) -> str | None:
@@ -212,17 +215,23 @@ def _default_text(name: str, setting: Setting) -> str | None:
     field = next(f for f in fields(setting.owner) if f.name == name)
     default = setting.shown if setting.shown is not None else (
         None if field.default is MISSING else field.default)
-    presets = {preset: values[name] for preset, values in PRESETS.items() if name in values}
+    presets: dict[str, list[str]] = {}  # the value as shown -> the presets that set it
+    for preset, values in PRESETS.items():
+        if name in values:
+            presets.setdefault(_shown(values[name]), []).append(preset)
     if default is None and not presets:
         return None
-    words = [_shown(default)] + [f"{preset} preset: {_shown(value)}"
-                                 for preset, value in presets.items()]
-    return "; ".join(words)
+    return "; ".join([_shown(default)] + [f"{', '.join(names)} preset: {value}"
+                                          for value, names in presets.items()])
 
 
 def _shown(value: Any) -> str:
+    """A setting's value as it is written on the command line."""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, dict):  # --sampling, --augment: policy first, then key=value pairs
+        policy = [str(value["policy"])] if "policy" in value else []
+        return ", ".join(policy + [f"{key}={_shown(v)}" for key, v in value.items() if key != "policy"]) or "on"
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -5,6 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import raycells
@@ -64,3 +65,18 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("command", ["cv", "tune", "transfer"])
+def test_help_fits_80_columns_with_defaults_as_written_and_rare_options_last(command):
+    """cv --help was 377 lines at 80 columns, in help columns 23 characters wide (the widest
+    option names of every panel beside them), with option names cut short (…) and defaults
+    printed as Python dicts."""
+    text = CliRunner().invoke(app, [command, "--help"], terminal_width=80).output
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in text and "{'" not in text
+    panels = [line.split()[1] for line in lines if line.startswith("╭─")]
+    assert panels[-1] == "Rarely" and panels.index("Training") < panels.index("Cluster")
+    assert ("Transfer" in panels) == (command != "cv")  # tune --from RUN searches transfers
+    assert len(lines) < 300
+    assert "oversample, target=150" in " ".join(text.replace("│", " ").split())  # demo's --sampling
