@@ -26,13 +26,13 @@ def export(flags: dict[str, Any], from_: From, fold: Fold = None, format_: Forma
     """Export a run's networks (an ensemble of its folds by default) for use outside raycells,
     checked against PyTorch on images of the run, with a model card (model.json: classes,
     input size, preprocessing, training data and licences, fold metrics)."""
-    from ..use.export import export_run
+    from ..use.export import CARD, export_run
 
     with reported_errors():
         check_writable(out, folder=True)  # before the work, not after it
     with reported_errors(), status.status(f"Exporting {from_} as {format_} (and checking it)"):
         written = export_run(from_, out, format_, fold=fold, tta=flags["tta"])
-    card = json.loads(written[-1].read_text())
+    card = json.loads(next(path for path in written if path.name == CARD).read_text())
     console.print(f"Exported {card['architecture']} (folds {', '.join(map(str, card['folds']))}, "
                   f"{len(card['classes'])} classes, {card['input']['shape'][2]}px input) as "
                   f"{format_}; largest difference from PyTorch on {card['check']['images']} images "

@@ -1,5 +1,6 @@
 """`raycells export`: a run's networks as one file a deployment can load (ONNX, TorchScript, or
-safetensors weights), with a model card (model.json) saying what goes in and what comes out.
+safetensors weights), with a model card saying what goes in and what comes out (model.json, and
+model_card.md for people).
 
 ONNX and TorchScript files hold one graph: float32 RGB images (N, 3, S, S) scaled to 0-1 go in;
 the graph normalises them, runs every fold network (over the 8 dihedral views when the run used
@@ -32,6 +33,7 @@ from ..runs.results import read_metrics
 from ..runs.rundir import RunDir
 from ..settings import EXPORT_FORMATS
 from ..train.inputs import MEAN, STD
+from .card import CARD_MARKDOWN, card_markdown
 from .networks import EnsembleGraph, RunNetworks
 
 FORMATS = dict(zip(EXPORT_FORMATS, ("model.onnx", "model.pt", "model.safetensors"), strict=True))
@@ -50,7 +52,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, *, fold: int | No
     if fmt not in FORMATS:
         raise RaycellsError(f"--format {fmt}: choose one of {', '.join(FORMATS)}.")
     out = Path(out)
-    existing = [out / name for name in (FORMATS[fmt], CARD) if (out / name).exists()]
+    existing = [out / name for name in (FORMATS[fmt], CARD, CARD_MARKDOWN) if (out / name).exists()]
     if existing:
         raise RaycellsError(f"{existing[0]} exists: delete it or choose another --out, so that an "
                             "earlier export is not replaced.")
@@ -70,9 +72,12 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, *, fold: int | No
                             f"(more than {TOLERANCE:g}) on {len(images)} images of the run, so it "
                             "was not kept. Try another --format, and report this with the run's "
                             "model and your torch and onnx versions.")
-    write_json(out / CARD, model_card(networks, fmt, tta=tta,
-                                      check={"images": len(images), "max_abs_difference": difference}))
-    return [target, out / CARD]
+    card = model_card(networks, fmt, tta=tta,
+                      check={"images": len(images), "max_abs_difference": difference})
+    write_json(out / CARD, card)
+    with atomic_path(out / CARD_MARKDOWN) as tmp:
+        Path(tmp).write_text(card_markdown(json.loads((out / CARD).read_text())))
+    return [target, out / CARD, out / CARD_MARKDOWN]
 
 
 def model_card(networks: RunNetworks, fmt: str, *, tta: bool, check: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,13 @@ def test_onnx_and_torchscript_reproduce_pytorch_on_real_images(pbc_run, unseen, 
     assert len(card["metrics"]["accuracy"]) == 2 and "basophil" in card["metrics"]["per_class"]
     assert card["check"]["max_abs_difference"] <= 1e-4
     assert any("central square" in step for step in card["preprocessing"])
+    # Its twin for people, in the manner of Hugging Face's model cards: the same facts.
+    markdown = (tmp_path / "onnx" / "model_card.md").read_text()
+    assert markdown.startswith('---\nlibrary_name: "raycells"\npipeline_tag: "image-classification"')
+    assert "| 0 | basophil | Basophil |" in markdown and 'license_details: "CC BY 4.0"' in markdown
+    mean, std = card["metrics"]["accuracy"]
+    assert f"| accuracy | {mean:.3f} ± {std:.3f} |" in markdown and "raycells.load_model" in markdown
+    assert "import torch" in (tmp_path / "torchscript" / "model_card.md").read_text()
 
     again = runner.invoke(app, ["export", "--from", str(pbc_run), "--out", str(tmp_path / "onnx")])
     assert again.exit_code == 2 and "model.onnx exists" in again.output
