@@ -28,7 +28,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV) with the pinned dependencies (a few minutes, only when they change)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	$(VENV)/bin/python -m pip install --quiet --constraint constraints.txt --editable '.[test,ui]'
 	touch $(STAMP)
 
 # Refresh constraints.txt from the current venv after changing dependencies on purpose.

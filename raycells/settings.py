@@ -289,7 +289,7 @@ class Placement:
     """Record the run in MLflow: settings, every epoch's metrics, each fold's test scores."""
     mlflow_uri: str | None = None
     """MLflow tracking server or store for the record, such as http://mlflow.lab:5000 (none: a
-    local store in the run directory, RUN/mlflow.db)."""
+    local store shared by the runs in the run directory's folder, such as runs/mlflow.db)."""
 
     def __post_init__(self) -> None:
         _whole(self, "workers")

@@ -242,8 +242,8 @@ def complete_run():
 
 @pytest.fixture
 def mlflow_runs():
-    """Read a run directory's MLflow store with MLflow's own client: (client, parent runs, fold
-    runs)."""
+    """Read a run directory's MLflow record with MLflow's own client, from the store its folder
+    shares with the runs beside it: (client, its parent run(s), their fold runs)."""
 
     def read(run: Path):
         from mlflow.tracking import MlflowClient
@@ -253,8 +253,10 @@ def mlflow_runs():
 
         client = MlflowClient(tracking_uri=local_uri(RunDir(run)))
         found = client.search_runs([client.get_experiment_by_name("raycells").experiment_id])
-        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
-        return client, parents, [r for r in found if "mlflow.parentRunId" in r.data.tags]
+        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags
+                   and r.data.tags.get("raycells.run_dir") == str(Path(run).resolve())]
+        ids = {r.info.run_id for r in parents}
+        return client, parents, [r for r in found if r.data.tags.get("mlflow.parentRunId") in ids]
 
     return read
 

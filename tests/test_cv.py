@@ -89,7 +89,9 @@ def test_the_same_seed_gives_the_same_run(ray_session, small_pbc, tmp_path, mlfl
     # Recorded in MLflow epoch by epoch, unless tracking is off (which changes nothing else).
     client, _, (fold,) = mlflow_runs(tmp_path / "first")
     assert [m.step for m in client.get_metric_history(fold.info.run_id, "val_loss")] == [1, 2]
-    assert not (tmp_path / "again" / "mlflow.db").exists()
+    assert {run.info.run_name for run in client.search_runs([fold.info.experiment_id])} == {
+        "first", "fold-0"}  # the store the two runs' folder shares: nothing from "again"
+    assert not (tmp_path / "again" / "tracking.json").exists()
     # Held on the device, read once: repeatable too, and each epoch draws the stream's copies
     # (each class's images seen alike, but for the last part batch each feed drops).
     held, held_again = (run(name, 7, images_on_device=True) for name in ("held", "held-again"))

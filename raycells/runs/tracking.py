@@ -3,12 +3,14 @@ where it came from as tags, the mean test scores at the end) and one nested run 
 fold's settings, every epoch's metrics as the first worker reports them, the fold's test
 scores); `raycells report` adds the report's files as artifacts.
 
-By default the record is an SQLite store inside the run directory (RUN/mlflow.db, artifacts in
-RUN/mlartifacts): no server to run, and `mlflow ui --backend-store-uri sqlite:///RUN/mlflow.db`
-shows it. `Placement.mlflow_uri` names another store, such as a team's tracking server;
-`Placement.tracking` off records nothing. The MLflow ids go to RUN/tracking.json, so a resumed
-run and its report add to the same MLflow runs. (The local store names its artifact folder by
-its absolute path: a copied run directory keeps its record, but its report is not added.)
+By default the record goes to the project's store: one SQLite file in the folder that holds the
+run directory (runs/mlflow.db for runs/cv-..., artifacts in runs/mlartifacts), so that every run
+of a project is side by side in `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`, with
+no server to run and nothing in the current folder. `Placement.mlflow_uri` names another store,
+such as a team's tracking server; `Placement.tracking` off records nothing. The MLflow ids go to
+RUN/tracking.json, so a resumed run and its report add to the same MLflow runs. (A run directory
+moved to another folder starts a new record in that folder's store when it resumes; its report
+is not added to the old one.)
 
 Only the driver writes: it logs what rank 0 posts to the progress board, from its own thread, so
 a training step never waits for the store and workers need no access to it. A store that fails
@@ -23,7 +25,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +69,17 @@ def mlflow_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
 
 
+STORE = "mlflow.db"
+
+
 def local_uri(run: RunDir) -> str:
-    """The tracking store inside a run directory."""
-    return f"sqlite:///{run.path.resolve() / 'mlflow.db'}"
+    """The project's tracking store: in the folder that holds the run directory."""
+    return store_uri(run.path.resolve().parent)
+
+
+def store_uri(folder: Path) -> str:
+    """The SQLite tracking store of the runs in `folder`."""
+    return f"sqlite:///{Path(folder).resolve() / STORE}"
 
 
 def flat(values: dict[str, Any]) -> dict[str, str]:
@@ -96,7 +107,8 @@ class Tracker:
         uri = (placement.mlflow_uri or local_uri(run)) if placement.tracking else None
         tracker = cls(run, uri, emit)
         if uri is not None:
-            tracker._guarded(lambda: tracker._start(config))
+            with _creating(uri):  # runs started at once in one folder make its store once
+                tracker._guarded(lambda: tracker._start(config))
             if tracker.active:
                 emit("tracking", uri=uri, run_id=tracker._ids["run_id"])
         return tracker
@@ -155,8 +167,9 @@ class Tracker:
     def _start(self, config: dict[str, Any]) -> None:
         saved = _read_ids(self.run)
         self._client = _client(self.uri)
-        stored = None if self.local else self.uri  # the local store moves with the folder
-        if "run_id" in saved and saved.get("uri") == stored:
+        stored = None if self.local else self.uri  # the project's store is beside the run
+        same_place = not self.local or saved.get("run_dir") == str(self.run.path.resolve())
+        if "run_id" in saved and saved.get("uri") == stored and same_place:
             self._ids = saved
             self._client.update_run(saved["run_id"], status="RUNNING")
             return
@@ -231,16 +244,34 @@ def report_artifacts(run: RunDir, folder: Path, uri: str | None = None) -> str |
     here = run.path.resolve()
     if saved.get("uri") is None and saved.get("run_dir") != str(here):
         raise RaycellsError(
-            f"{run.path} was moved or copied from {saved.get('run_dir')}, where its MLflow "
-            f"record keeps its artifacts: the report is not added there. Open the record with "
-            f"`mlflow ui --backend-store-uri {local_uri(run)}`.")
+            f"{run.path} was moved or copied from {saved.get('run_dir')}, whose folder's MLflow "
+            f"store holds its record: the report is not added there. Open the record with "
+            f"`mlflow ui --backend-store-uri {store_uri(Path(str(saved.get('run_dir'))).parent)}`.")
     _client(saved.get("uri") or local_uri(run)).log_artifacts(saved["run_id"], str(folder),
                                                                artifact_path="report")
     return saved["run_id"]
 
 
+@contextmanager
+def _creating(uri: str) -> Iterator[None]:
+    """Hold a lock beside an SQLite store (mlflow.db.lock) while the block makes its tables or
+    the experiment: two runs starting at once in one folder would both make them, and one fail."""
+    import fcntl
+
+    path = Path(uri[len("sqlite:///"):] + ".lock") if uri.startswith("sqlite:///") else None
+    if path is None or not path.parent.is_dir():  # no folder: making the store fails, guarded
+        yield
+        return
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _artifacts(run: RunDir) -> Path:
-    return run.path.resolve() / "mlartifacts"
+    return run.path.resolve().parent / "mlartifacts"
 
 
 def _client(uri: str):
