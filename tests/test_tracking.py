@@ -208,3 +208,15 @@ def test_the_ui_the_runs_print_opens_on_a_runs_folder_and_lists_its_runs(tmp_pat
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     assert list(tmp_path.iterdir()) == [tmp_path / "runs"]  # nothing in the folder it ran in
+
+
+def test_a_run_recorded_in_its_own_store_keeps_it(tmp_path):
+    """Runs recorded before the store moved to their folder have RUN/mlflow.db: their report
+    and resume still go there."""
+    from raycells.runs.tracking import local_uri
+
+    run = RunDir(tmp_path / "old")
+    run.path.mkdir()
+    assert local_uri(run) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (run.path / "mlflow.db").touch()
+    assert local_uri(run) == f"sqlite:///{run.path / 'mlflow.db'}"

@@ -73,8 +73,10 @@ STORE = "mlflow.db"
 
 
 def local_uri(run: RunDir) -> str:
-    """The project's tracking store: in the folder that holds the run directory."""
-    return store_uri(run.path.resolve().parent)
+    """The project's tracking store: in the folder that holds the run directory (a run recorded
+    by raycells before 2026-12-03 has its own, RUN/mlflow.db, and keeps it)."""
+    here = run.path.resolve()
+    return store_uri(here if (here / STORE).is_file() else here.parent)
 
 
 def store_uri(folder: Path) -> str:
