@@ -47,11 +47,12 @@ def report(run_dirs: RunDirs, threshold: Threshold = 0.5, examples: Examples = 0
             scores = score_run(run_dir, threshold=threshold)
             data = RunDir(run_dir).read_config().get("data", {})
             facts = {"synthetic": bool(data.get("synthetic")), "warnings": data.get("warnings", [])}
-            written = write_report(scores, RunDir(run_dir).report, **facts)
-            if examples:
+            drawn = {}
+            if examples:  # first, so that the report links them
                 with progress_bar("Drawing the examples' class activation maps") as update:
                     path = write_examples(run_dir, examples, progress=update)
-                written[path.name] = path
+                drawn[path.name] = path
+            written = {**write_report(scores, RunDir(run_dir).report, **facts), **drawn}
             runs.append(scores)
             if len(run_dirs) == 1:
                 print_tables(report_tables(scores, **facts))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from ..data.schemes import scheme_for
 from .scoring import RunScores
 
 TEST = ("Nadeau-Bengio corrected resampled t-test over folds, two-sided; per-class p-values "
@@ -62,7 +63,9 @@ def _compare(baseline: RunScores, other: RunScores) -> Comparison:
         return _entry(baseline, other, folds if paired and ratio else [], ratio, get)
 
     overall = {key: entry(lambda f, key=key: f[key]) for key in OVERALL}
-    classes = [code for code in baseline.classes if code in other.classes]
+    scheme = scheme_for(baseline.classes)
+    order = [c for c in scheme.table_order if c in baseline.classes] if scheme else baseline.classes
+    classes = [code for code in order if code in other.classes]  # as the tables list them
     per_class = {code: {score: entry(lambda f, code=code, score=score: f["per_class"][code][score])
                         for score in PER_CLASS}
                  for code in classes}

@@ -18,6 +18,7 @@ import matplotlib.ticker
 import numpy as np
 
 from ..files import atomic_path
+from ..metrics import DDOF, mean_std
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,8 +69,9 @@ def roc_png(curves: dict[int, tuple[np.ndarray, np.ndarray]], title: str, path: 
         grid, mean, std, aucs = mean_roc(curves)
         axes.fill_between(grid, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1),
                           color="grey", alpha=0.25, label="± 1 std")
+        auc_mean, auc_std = mean_std(aucs.tolist())  # as the tables compute it
         axes.plot(grid, mean, linewidth=2.5, color="black",
-                  label=f"mean (AUC {np.mean(aucs):.3f} ± {np.std(aucs):.3f})")
+                  label=f"mean (AUC {auc_mean:.3f} ± {auc_std:.3f})")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=0.8)
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("sensitivity")
@@ -90,7 +92,8 @@ def mean_roc(curves: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     mean = np.mean(lines, axis=0)
     mean[-1] = 1.0
     aucs = np.array([np.trapezoid(tpr, fpr) for fpr, tpr in curves.values()])
-    return grid, mean, np.std(lines, axis=0), aucs
+    std = np.std(lines, axis=0, ddof=DDOF) if len(lines) > DDOF else np.zeros_like(mean)
+    return grid, mean, std, aucs
 
 
 @plain_text
@@ -100,10 +103,19 @@ def curves_png(histories: dict[int, pd.DataFrame], path: Path) -> Path:
     figure, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=DPI)
     for fold, history in sorted(histories.items()):
         colour = f"C{fold % 10}"
-        losses.plot(history["epoch"], history["train_loss"], color=colour, marker=".")
-        losses.plot(history["epoch"], history["val_loss"], color=colour, marker=".", linestyle="--")
-        scores.plot(history["epoch"], history["val_macro_f1"], color=colour, marker=".",
-                    label=f"fold {fold}")
+        dots = {"marker": "o", "markersize": 3 if len(history) > 1 else 6}  # one epoch: a point
+        losses.plot(history["epoch"], history["train_loss"], color=colour, **dots)
+        losses.plot(history["epoch"], history["val_loss"], color=colour, linestyle="--", **dots)
+        scores.plot(history["epoch"], history["val_macro_f1"], color=colour, label=f"fold {fold}",
+                    **dots)
+    values = np.concatenate([h[column].to_numpy(dtype=float) for h in histories.values()
+                             for column in ("train_loss", "val_loss")] or [np.zeros(1)])
+    values = values[np.isfinite(values)]
+    typical = np.percentile(values, 90) if values.size else 0.0
+    if values.size and values.max() > 3 * typical > 0:  # an epoch that spiked: the rest readable
+        losses.set_ylim(0, 1.5 * typical)
+        losses.set_title(f"losses above {1.5 * typical:.2g} (up to {values.max():.3g}) are off the "
+                         "scale", fontsize=8)
     losses.set_xlabel("epoch")
     losses.set_ylabel("loss (dashed: inner validation)")
     scores.set_xlabel("epoch")
@@ -116,21 +128,24 @@ def curves_png(histories: dict[int, pd.DataFrame], path: Path) -> Path:
 
 
 @plain_text
-def per_class_png(classes: list[str], precision: list[tuple[float, float] | None],
-                  sensitivity: list[tuple[float, float] | None], path: Path) -> Path:
-    """Precision and sensitivity per class: bars at the mean, error bars of one std."""
+def per_class_png(classes: list[str], precision: list[list[float]], sensitivity: list[list[float]],
+                  path: Path) -> Path:
+    """Precision and sensitivity per class: a bar at the mean over the folds where the score is
+    defined, and each fold's value as a dot on it (the spread, which a mean ± std bar would draw
+    past 1)."""
     x = np.arange(len(classes))
     figure, axes = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 4), dpi=DPI)
-    top = 1.0
-    for offset, name, values in ((-0.2, "precision", precision), (0.2, "sensitivity", sensitivity)):
-        means = [v[0] if v else 0.0 for v in values]
-        stds = [v[1] if v else 0.0 for v in values]
-        axes.bar(x + offset, means, width=0.4, yerr=stds, capsize=2, label=name)
-        top = max([top, *(m + d for m, d in zip(means, stds))])
+    for n, (offset, name, values) in enumerate(((-0.2, "precision", precision),
+                                                (0.2, "sensitivity", sensitivity))):
+        axes.bar(x + offset, [np.mean(v) if v else 0.0 for v in values], width=0.4, label=name,
+                 color=f"C{n}", alpha=0.75)
+        for i, folds in enumerate(values):
+            axes.scatter(np.full(len(folds), x[i] + offset), folds, s=9, color="black", zorder=3,
+                         label="each fold" if n == 0 and i == 0 else None)
     axes.set_xticks(x, classes, rotation=90)
-    axes.set_ylim(0, top + 0.05)  # error bars reaching above 1 are shown whole
-    axes.set_ylabel("mean over folds")
-    axes.legend(fontsize=8)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("mean over folds; dots: each fold")
+    axes.legend(fontsize=8, loc="lower right")
     return _save(figure, path)
 
 

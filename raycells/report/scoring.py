@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from ..data.schemes import scheme_for
 from ..errors import RaycellsError
 from ..metrics import group_probability, score_fold, summarize_folds
-from ..runs.results import HISTORY, METRICS, PREDICTIONS, probabilities, read_predictions
+from ..runs.results import HISTORY, METRICS, PREDICTIONS, probabilities, read_metrics, read_predictions
 from ..runs.rundir import RunDir
 
 
@@ -53,6 +53,9 @@ class RunScores:
     """Each fold's history.csv (one row per epoch), where there is one that can be read."""
     finished_at: float | None
     """When the last fold finished (its metrics.json written; seconds since the epoch)."""
+    fold_facts: dict[int, dict[str, Any]]
+    """How each fold ran, from its metrics.json where it can be read: best_epoch (the epoch
+    kept), epochs, seconds."""
 
 
 def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
@@ -105,7 +108,19 @@ def score_run(run_dir: str | Path, *, threshold: float = 0.5) -> RunScores:
         chosen={k: run.chosen(k) for k in present if run.chosen(k) is not None},
         config=config, histories=_histories(run, present),
         finished_at=max((run.fold(k) / METRICS).stat().st_mtime for k in present)
-        if all((run.fold(k) / METRICS).is_file() for k in present) else None)
+        if all((run.fold(k) / METRICS).is_file() for k in present) else None,
+        fold_facts=_fold_facts(run, present))
+
+
+def _fold_facts(run: RunDir, folds: list[int]) -> dict[int, dict[str, Any]]:
+    facts = {}
+    for k in folds:
+        try:
+            metrics = read_metrics(run.fold(k))
+        except (OSError, ValueError):
+            continue
+        facts[k] = {key: metrics[key] for key in ("best_epoch", "epochs", "seconds") if key in metrics}
+    return facts
 
 
 def _histories(run: RunDir, folds: list[int]) -> dict[int, pd.DataFrame]:

@@ -69,6 +69,7 @@ def report_tables(scores: RunScores, *, synthetic: bool = False,
         note=(("SYNTHETIC demo data: these numbers say nothing about real cells. " if synthetic else "")
               + f"Folds {', '.join(map(str, scores.folds))}{missing}. Standard deviation over folds "
               f"with ddof={s['ddof']} (sample standard deviation)." + _classes_scored(scores))))
+    tables.append(fold_table(scores))
     if scores.chosen:
         tables.append(Table(
             "Settings chosen in each fold", ["fold", "chose"],
@@ -139,6 +140,25 @@ def _steps(histories: dict[int, pd.DataFrame]) -> str:
     if len(set(totals.values())) == 1:
         return f"{next(iter(totals.values())):,} per fold ({epochs})"
     return ", ".join(f"fold {k}: {n:,}" for k, n in totals.items()) + f" ({epochs})"
+
+
+def fold_table(scores: RunScores) -> Table:
+    """Each test fold's scores, the epoch it kept, its optimizer steps and its time."""
+    rows = []
+    for k in scores.folds:
+        fold, facts, history = scores.per_fold[k], scores.fold_facts.get(k, {}), scores.histories.get(k)
+        steps = int(history["steps"].sum()) if history is not None and "steps" in history else None
+        kept = facts.get("best_epoch")
+        rows.append([str(k), f"{fold['images']:,}", f"{fold['accuracy']:.3f}",
+                     f"{fold['balanced_accuracy']:.3f}", f"{fold['macro_f1']:.3f}",
+                     f"{kept} of {facts['epochs']}" if kept and facts.get("epochs") else str(kept or UNDEFINED),
+                     f"{steps:,}" if steps is not None else UNDEFINED,
+                     f"{facts['seconds']:,.0f} s" if "seconds" in facts else UNDEFINED])
+    return Table("Test folds", ["fold", "images", "accuracy", "balanced accuracy", "macro F1",
+                                "epoch kept", "steps", "time"], rows,
+                 note="Each fold's network on its test part; steps: optimizer steps over all its "
+                      "epochs (history.csv); time: the fold's, start to metrics.json.",
+                 optional=("steps", "time"))
 
 
 def _classes_scored(scores: RunScores) -> str:
@@ -270,9 +290,10 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
                                                     folder / "confusion_counts.png", normalise=False),
         "confusion_normalised.png": plots.confusion_png(confusion, order,
                                                         folder / "confusion_normalised.png", normalise=True),
-        "per_class.png": plots.per_class_png(order, [s["per_class"][c]["precision"] for c in order],
-                                             [s["per_class"][c]["sensitivity"] for c in order],
-                                             folder / "per_class.png"),
+        "per_class.png": plots.per_class_png(
+            order, *([[f["per_class"][c][score] for f in scores.per_fold.values()
+                       if f["per_class"][c].get(score) is not None] for c in order]
+                     for score in ("precision", "sensitivity")), folder / "per_class.png"),
     }
     if scores.histories:
         pictures["training_curves.png"] = plots.curves_png(scores.histories,
@@ -282,10 +303,12 @@ def write_report(scores: RunScores, folder: str | Path, *, synthetic: bool = Fal
                                                     folder / f"roc_{name}.png")
     tables = report_tables(scores, synthetic=synthetic, warnings=warnings)
     title = f"raycells report: {scores.run_dir.name}"
+    links = {"examples.html": "right and wrong test cells with their class activation maps"} if (
+        folder / "examples.html").is_file() else {}
     with atomic_path(folder / "report.md") as tmp:
-        tmp.write_text(_markdown(title, tables, pictures))
+        tmp.write_text(_markdown(title, tables, pictures, synthetic=synthetic, links=links))
     with atomic_path(folder / "report.html") as tmp:
-        tmp.write_text(_html(title, tables, pictures))
+        tmp.write_text(_html(title, tables, pictures, synthetic=synthetic, links=links))
     write_json(folder / "metrics.json", _json_ready({
         "run_dir": str(scores.run_dir), "classes": scores.classes, "scheme": scores.scheme,
         "folds": scores.folds, "missing_folds": scores.missing,
@@ -321,8 +344,10 @@ def diff(ours: tuple[float, float] | None, theirs: tuple[float, float], digits: 
     return UNDEFINED if ours is None else f"{ours[0] - theirs[0]:+.{digits}f}"
 
 
-def _markdown(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
-    lines = [f"# {_md(title)}", ""]
+def _markdown(title: str, tables: list[Table], pictures: dict[str, Path], *,
+              synthetic: bool = False, links: dict[str, str] | None = None) -> str:
+    lines = [*([f"> **{_md(SYNTHETIC_BANNER)}**", ""] if synthetic else []), f"# {_md(title)}", "",
+             *(f"See also [{_md(href)}]({href}): {_md(what)}.\n" for href, what in (links or {}).items())]
     for table in tables:
         lines += [f"## {_md(table.title)}", ""]
         if table.note:
@@ -342,13 +367,22 @@ def _md(text: str) -> str:
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-def _html(title: str, tables: list[Table], pictures: dict[str, Path]) -> str:
+SYNTHETIC_BANNER = ("SYNTHETIC demo data: drawn cells, not real images. These numbers check the "
+                    "set-up and say nothing about real cells.")
+
+
+def _html(title: str, tables: list[Table], pictures: dict[str, Path], *, synthetic: bool = False,
+          links: dict[str, str] | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.n{text-align:right}"
-             "img{max-width:100%;margin:1em 0}</style></head><body>",
-             f"<h1>{e(title)}</h1>"]
+             "img{max-width:100%;margin:1em 0}#synthetic{background:#b00020;color:white;"
+             "font-weight:bold;padding:0.8em 1em;font-size:1.2em}</style></head><body>",
+             *([f"<div id='synthetic' role='alert'>{e(SYNTHETIC_BANNER)}</div>"] if synthetic else []),
+             f"<h1>{e(title)}</h1>",
+             *(f"<p class='link'>See also <a href='{e(href)}'>{e(href)}</a>: {e(what)}.</p>"
+               for href, what in (links or {}).items())]
     for table in tables:
         parts.append(f"<h2>{e(table.title)}</h2>")
         if table.note:

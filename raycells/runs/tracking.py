@@ -248,7 +248,7 @@ def report_artifacts(run: RunDir, folder: Path, uri: str | None = None) -> str |
         raise RaycellsError(
             f"{run.path} was moved or copied from {saved.get('run_dir')}, whose folder's MLflow "
             f"store holds its record: the report is not added there. Open the record with "
-            f"`mlflow ui --backend-store-uri {store_uri(Path(str(saved.get('run_dir'))).parent)}`.")
+            f"`mlflow ui --backend-store-uri {local_uri(RunDir(str(saved.get('run_dir'))))}`.")
     _client(saved.get("uri") or local_uri(run)).log_artifacts(saved["run_id"], str(folder),
                                                                artifact_path="report")
     return saved["run_id"]

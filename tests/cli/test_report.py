@@ -73,3 +73,72 @@ def test_the_report_of_a_trained_run_opens_with_how_it_was_made_and_its_curves(a
     with Image.open(run / "report" / "training_curves.png") as image:
         assert image.size == (900, 380)
     assert "training_curves.png" in markdown
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def test_the_report_page_in_a_real_browser(tmp_path, prediction_run):
+    """report.html as Chromium (headless) builds it: the SYNTHETIC banner first on demo data, a
+    link to examples.html when it exists, the per-fold table, every picture decoded."""
+    import json
+    import subprocess
+    from html.parser import HTMLParser
+
+    browser = _chromium()
+    if browser is None:
+        import pytest
+
+        pytest.skip("no Chromium: install the system's package (Debian/Ubuntu: apt-get install "
+                    "chromium); .ci/run does")
+    fold = [("MOB", [0.7, 0.2, 0.1]), ("MYO", [0.1, 0.8, 0.1]), ("NGS", [0.1, 0.1, 0.8])]
+    run = prediction_run(tmp_path, {0: fold, 1: fold})
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["synthetic"] = True
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "report").mkdir()
+    (run / "report" / "examples.html").write_text("<html></html>")
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    page = (run / "report" / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True,
+                         timeout=120).stdout
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.order, self.headings, self.images, self.links, self._in = [], [], [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.order.append(attrs.get("id") or tag)
+            self._in = tag
+            if tag == "img":
+                self.images.append(attrs["src"][:22])
+            if tag == "a":
+                self.links.append(attrs["href"])
+
+        def handle_data(self, data):
+            if self._in == "h2" and data.strip():
+                self.headings.append(data.strip())
+
+        def handle_endtag(self, tag):
+            self._in = None
+
+    parsed = Page()
+    parsed.feed(dom)
+    body = parsed.order[parsed.order.index("body") + 1:]
+    assert body[:2] == ["synthetic", "h1"]  # the banner before anything else
+    assert parsed.links == ["examples.html"]
+    assert parsed.headings[:4] == ["Run", "Overall", "Test folds", "Per class"]
+    assert parsed.images == ["data:image/png;base64,"] * 5  # confusion x2, per class, ROC x2
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *flags, "--window-size=1000,1400", f"--screenshot={shot}", page],
+                   capture_output=True, timeout=120)
+    with Image.open(shot) as image:
+        top = image.convert("RGB").crop((0, 0, 1000, 60))
+        red = sum(1 for r, g, b in top.getdata() if r > 150 and g < 60 and b < 60)
+    assert red > 1000  # the banner is drawn, in its colour, at the top

@@ -76,7 +76,7 @@ def test_class_names_that_look_like_tex_are_drawn_as_text(tmp_path):
     from raycells.report import plots
 
     classes = ["$\\undefinedmacro{$", "NGS"]
-    plots.per_class_png(classes, [(0.5, 0.1), None], [(0.4, 0.1), None], tmp_path / "per_class.png")
+    plots.per_class_png(classes, [[0.5, 0.6], []], [[0.4, 0.3], []], tmp_path / "per_class.png")
     plots.confusion_png(np.array([[3, 1], [0, 4]]), classes, tmp_path / "confusion.png", normalise=True)
     assert (tmp_path / "per_class.png").stat().st_size > 0 and (tmp_path / "confusion.png").is_file()
 
