@@ -1,5 +1,6 @@
 """Shared fixtures: the real images in ../shared/data (never copied into the repository), and the
-`slow` mark on every test that runs Ray end to end (`pytest -m "not slow"` leaves them out)."""
+`slow` mark on every test that runs Ray end to end (`pytest -m "not slow"` leaves them out; a few
+that start a server or several processes carry it too)."""
 
 from __future__ import annotations
 

@@ -132,6 +132,7 @@ print(events)
 """
 
 
+@pytest.mark.slow  # two processes importing MLflow
 def test_two_runs_starting_at_once_in_a_new_folder_both_get_their_record(tmp_path):
     """The first run in a folder makes its store's tables and the experiment: two at once both
     made them, and one lost its record."""
@@ -153,6 +154,7 @@ def test_two_runs_starting_at_once_in_a_new_folder_both_get_their_record(tmp_pat
     assert sorted(r.info.run_name for r in found) == ["a", "b"]
 
 
+@pytest.mark.slow  # starts MLflow's server
 def test_the_ui_the_runs_print_opens_on_a_runs_folder_and_lists_its_runs(tmp_path):
     """The printed `mlflow ui --backend-store-uri ...` failed in raycells' own venv
     (mlflow-skinny has no server). With the ui extra it starts; its REST API lists the folder's

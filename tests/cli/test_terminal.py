@@ -35,6 +35,7 @@ def test_the_screen_check_finds_lines_past_the_edge(screen):
     assert screen("sensitivity: 0.000 ±\r\n0.000") == ["a mean ± std split: 'sensitivity: 0.000 ±'"]
 
 
+@pytest.mark.slow  # indexes the 160 AML images in a process of its own
 def test_data_commands_in_a_terminal(tmp_path, small_pbc, matek_dir, terminal):
     shown = terminal(["data", "inspect", str(small_pbc)])
     assert "96 images · 8 classes" in shown and "shortcut check: ig" in shown
