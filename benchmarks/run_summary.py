@@ -1,5 +1,5 @@
-"""Print a finished run's scores as one JSON line: mean ± std over its folds, per-fold seconds,
-and the wall time measured by the calling script. Used by the benchmark scripts.
+"""Print a finished run's scores as one JSON line: mean ± std over its folds, per-fold seconds
+and optimizer steps (history.csv), and the wall time measured by the calling script. Used by the benchmark scripts.
 
     python benchmarks/run_summary.py RUN_DIR WALL_SECONDS|null COMMAND [BASELINE_RUN]
 
@@ -11,6 +11,8 @@ With BASELINE_RUN, also the comparison against it (paired by fold when both shar
 import json
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from raycells.metrics import summarize_folds
 from raycells.report.compare import compare
@@ -25,6 +27,8 @@ def main(run: Path, seconds: int | None, command: str, baseline: Path | None) ->
            "accuracy": s["accuracy"], "balanced_accuracy": s["balanced_accuracy"],
            "macro_f1": s["macro_f1"], "ddof": s["ddof"],
            "fold_seconds": [per_fold[k]["seconds"] for k in sorted(per_fold)],
+           "fold_steps": [int(pd.read_csv(run / f"fold-{k}" / "history.csv")["steps"].sum())
+                          for k in sorted(per_fold)],
            "per_class_sensitivity": {code: row["sensitivity"] for code, row in s["per_class"].items()},
            "chosen": {k: per_fold[k]["chosen"] for k in sorted(per_fold) if "chosen" in per_fold[k]}}
     if baseline is not None:
