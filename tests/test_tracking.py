@@ -184,7 +184,8 @@ def test_the_ui_the_runs_print_opens_on_a_runs_folder_and_lists_its_runs(tmp_pat
         port = probe.getsockname()[1]
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", local_uri(runs[0]),
-         "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, start_new_session=True,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],  # not 4 on 2 cores
+        cwd=tmp_path, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

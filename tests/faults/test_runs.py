@@ -117,6 +117,10 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
     first = _start(_cv(small_pbc, run.path, "--resume"), log)
     _wait_for(run.fold(0) / "checkpoint" / "epoch-002" / "state.pt", first)
     first.kill()
+    first.wait(timeout=60)
+    deadline = time.time() + 30  # the watcher beside it, in its session, says its piece first
+    while "ended abruptly" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.2)
     _, err = _finish(first, log, linger=0)
     # Killed (or ended by Ray when its raylet dies): the watcher beside it says what was kept.
     said = " ".join(err.split())
