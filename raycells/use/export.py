@@ -76,7 +76,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, *, fold: int | No
                       check={"images": len(images), "max_abs_difference": difference})
     write_json(out / CARD, card)
     with atomic_path(out / CARD_MARKDOWN) as tmp:
-        Path(tmp).write_text(card_markdown(json.loads((out / CARD).read_text())))
+        tmp.write_text(card_markdown(card))
     return [target, out / CARD, out / CARD_MARKDOWN]
 
 
