@@ -156,7 +156,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as folder:
         os.environ["RAYCELLS_CACHE"] = folder  # an empty cache: the build is measured
-        init_ray(Placement())
+        # A cluster of its own (never RAY_ADDRESS's): its processes are this one's children,
+        # whose CPU the meter counts.
+        init_ray(Placement(address="local"))
         import ray
 
         cpus = ray.cluster_resources().get("CPU", 0)

@@ -25,7 +25,7 @@ import pytest
 from raycells.data.index import index_dataset
 from raycells.data.manifest import Manifest, read_manifest, write_manifest
 from raycells.runs.rundir import RunDir, write_plan
-from raycells.train.trainer import DATA_RESERVATION_ENV, IDLE_WORKERS_ENV
+from raycells.train.trainer import set_ray_environment
 
 # Resolved: indexing resolves image paths, so a ../shared reached through a link must compare equal.
 SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
@@ -143,8 +143,7 @@ class SharedRay:
                 pytest.fail("Ray is running but not as the tests' shared cluster: a test started "
                             "its own and left it running.")
             return
-        os.environ.setdefault(DATA_RESERVATION_ENV, "60")  # as raycells.train.trainer.init_ray does
-        os.environ.setdefault(IDLE_WORKERS_ENV, "8")
+        set_ray_environment()  # as raycells.train.trainer.init_ray does
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         cls.address = ray.get_runtime_context().gcs_address
 
@@ -270,34 +269,49 @@ def small_pbc(pbc_manifest, tmp_path_factory) -> Path:
         Manifest(frame=frame, root=pbc_manifest.root, layout="pbc", source="pbc"), path))
 
 
-def _trained_run(out: Path, data: Path, manifest: Manifest) -> Path:
-    """A finished 2-fold run (tiny CNN at 32x32, one epoch) on `manifest`, trained on the shared
-    Ray cluster."""
-    from raycells.runs.cv import run_cv
-    from raycells.settings import build_settings
-
-    experiment, placement = build_settings(flags={
-        "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
-        "lr": 0.01, "data": str(data)})
-    SharedRay.ensure()
-    run_cv(out, experiment, placement, manifest=manifest)
-    return out
+TRAINED_RUN = {"model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
+               "lr": 0.01}
+"""The settings of the tests' trained runs: a tiny CNN at 32x32, one epoch, two folds."""
 
 
 @pytest.fixture(scope="session")
 def aml_run(matek_dir, tmp_path_factory) -> Path:
-    """A finished 2-fold run (tiny CNN, one epoch) on the AML samples: 15 classes. Trained once
-    per test session."""
-    return _once(tmp_path_factory, "aml-run",
-                 lambda out: _trained_run(out, matek_dir, index_dataset(matek_dir)))
+    """A finished run (`TRAINED_RUN`) on the AML samples: 15 classes. Trained once per test
+    session, on the shared Ray cluster."""
+    from raycells.runs.cv import run_cv
+    from raycells.settings import build_settings
+
+    def build(out: Path) -> None:
+        experiment, placement = build_settings(flags={**TRAINED_RUN, "data": str(matek_dir)})
+        SharedRay.ensure()
+        run_cv(out, experiment, placement, manifest=index_dataset(matek_dir))
+
+    return _once(tmp_path_factory, "aml-run", build)
 
 
 @pytest.fixture(scope="session")
 def pbc_run(small_pbc, tmp_path_factory) -> Path:
-    """A finished 2-fold run (tiny CNN, one epoch) on `small_pbc`: 8 classes. Trained once per
-    test session; the other PBC images never trained it."""
-    return _once(tmp_path_factory, "pbc-run",
-                 lambda out: _trained_run(out, small_pbc, read_manifest(small_pbc)))
+    """A finished run (`TRAINED_RUN`) on `small_pbc`: 8 classes; the other PBC images never
+    trained it. Trained once per test session by `raycells cv` as a user runs it, in a terminal
+    80 columns wide, joining the shared Ray cluster with --address; what the terminal received
+    is kept beside it (`pbc_run_screen`, checked by tests/cli/test_terminal.py)."""
+
+    def build(out: Path) -> None:
+        SharedRay.ensure()
+        flags = [part for name, value in TRAINED_RUN.items()
+                 for part in (f"--{name.replace('_', '-')}", str(value))]
+        code, shown = terminal_output(["cv", str(small_pbc), "--out", str(out), "--address",
+                                       SharedRay.address, *flags], cwd=out.parent)
+        out.with_name("pbc-run.screen").write_text(shown)
+        assert code == 0 and "Traceback" not in shown, f"raycells cv exited {code}: {shown[-3000:]}"
+
+    return _once(tmp_path_factory, "pbc-run", build)
+
+
+@pytest.fixture(scope="session")
+def pbc_run_screen(pbc_run) -> str:
+    """What the terminal `pbc_run` was trained in received."""
+    return pbc_run.with_name("pbc-run.screen").read_text()
 
 
 @pytest.fixture
@@ -330,6 +344,15 @@ def screen_problems(shown: str, columns: int = 80) -> list[str]:
 
 def run_in_terminal(args: list[str], *, cwd: Path, columns: int = 80,
                     timeout: float = 600) -> tuple[int, str]:
+    """`terminal_output`, failing if the screen has `screen_problems`."""
+    code, shown = terminal_output(args, cwd=cwd, columns=columns, timeout=timeout)
+    problems = screen_problems(shown, columns)
+    assert problems == [], f"raycells {' '.join(args)}: the screen at {columns} columns: {problems}"
+    return code, shown
+
+
+def terminal_output(args: list[str], *, cwd: Path, columns: int = 80,
+                    timeout: float = 600) -> tuple[int, str]:
     """(exit status, everything the terminal received) of `python -m raycells.cli.main ARGS`
     with its stdin, stdout and stderr on a pseudo-terminal `columns` wide."""
     master, slave = pty.openpty()
@@ -357,9 +380,6 @@ def run_in_terminal(args: list[str], *, cwd: Path, columns: int = 80,
         else:
             process.kill()
             raise TimeoutError(f"raycells {' '.join(args)} ran over {timeout} s in a terminal")
-        shown = received.decode(errors="replace")
-        problems = screen_problems(shown, columns)
-        assert problems == [], f"raycells {' '.join(args)}: the screen at {columns} columns: {problems}"
-        return process.wait(timeout=60), shown
+        return process.wait(timeout=60), received.decode(errors="replace")
     finally:
         os.close(master)

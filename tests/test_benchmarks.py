@@ -18,12 +18,13 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "device"))
 from trim_wheel import trim  # noqa: E402
 
 
-@pytest.mark.slow  # starts Ray three times, in the script
-def test_the_gpu_kit_runs_in_smoke_mode(tmp_path):
+def test_the_gpu_kit_runs_in_smoke_mode(tmp_path, ray_address):
+    """The raycells path's step joins the tests' shared Ray (RAY_ADDRESS, as on a lab's cluster);
+    the feed's step starts a Ray of its own, whose CPU it measures."""
     out = tmp_path / "out"
     subprocess.run(["bash", "benchmarks/device/run.sh", str(out)], cwd=ROOT, check=True,
                    timeout=900, env={**os.environ, "SMOKE": "1", "PY": sys.executable,
-                                     "WORK": str(tmp_path / "work")})
+                                     "WORK": str(tmp_path / "work"), "RAY_ADDRESS": ray_address})
     log = (out / "log.txt").read_text()
     assert "FAILED" not in log and "SKIPPED" not in log, log
     # At most 8 files come back from a device machine: the image cache stays in WORK.

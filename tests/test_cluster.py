@@ -4,6 +4,7 @@ installed with its pins), and `raycells cv --address` on a two-node cluster on t
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,12 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from raycells.errors import RaycellsError
 from raycells.train.loop import check_reachable
-from raycells.train.trainer import DATA_RESERVATION_ENV, GPU_WORKER_CPUS
+from raycells.train.trainer import (
+    DATA_RESERVATION_ENV,
+    GPU_WORKER_CPUS,
+    UNWATCHED_ENV,
+    set_ray_environment,
+)
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 
@@ -40,6 +46,20 @@ def test_cluster_config_passes_rays_validation(name):
     assert "-c ~/raycells/constraints.txt" in setup and f"raycells[{name}]" in setup
     assert "/mnt/raycells" in setup and "RAYCELLS_CACHE=/mnt/raycells/cache" in " ".join(
         config["worker_start_ray_commands"])
+
+
+def test_only_a_cluster_raycells_starts_goes_without_rays_dashboard_watchers(monkeypatch):
+    """A local cluster (no dashboard, no node a cloud can take back) starts without Ray Train's
+    metrics and preemption watcher; a value the user set is kept; `ray up` keeps Ray's."""
+    for name in UNWATCHED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(DATA_RESERVATION_ENV, "90")
+    set_ray_environment()
+    assert {name: os.environ[name] for name in UNWATCHED_ENV} == {
+        "RAY_TRAIN_METRICS_ENABLED": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+    assert os.environ[DATA_RESERVATION_ENV] == "90"
+    for name in ("aws", "gcp"):
+        assert not any(variable in (CLUSTER / f"{name}.yaml").read_text() for variable in UNWATCHED_ENV)
 
 
 @pytest.mark.slow

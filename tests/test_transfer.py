@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -43,11 +44,19 @@ def _final_state(run, fold: int) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
 
 
-def test_transfer_runs_both_phases_on_two_workers_and_keeps_batch_norm(
-        ray_session, aml_run, small_pbc, tmp_path, complete_run):
+def test_transfer_in_a_terminal_runs_both_phases_on_two_workers_and_keeps_batch_norm(
+        ray_address, aml_run, small_pbc, tmp_path, complete_run, in_terminal):
+    """`raycells transfer` as a user runs it, in a terminal 80 columns wide (its screen checked
+    by `in_terminal`), joining the tests' shared Ray cluster with --address."""
     out = tmp_path / "transfer"
-    source, _result = _transfer(aml_run, out, small_pbc, workers=2, epochs=1, lr=0.001,
-                               transfer={"head_epochs": 1})
+    code, shown = in_terminal([
+        "transfer", "--from", str(aml_run), "--data", str(small_pbc), "--out", str(out),
+        "--address", ray_address, "--folds", "2", "--head-epochs", "1", "--epochs", "1",
+        "--lr", "0.001", "--workers", "2", "--batch-size", "16", "--no-tracking"], cwd=tmp_path)
+    assert code == 0 and "Traceback" not in shown, shown[-3000:]
+    said = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).split())
+    assert "Source network:" in said and "Finished in" in said
+    source = find_source(aml_run)
     complete_run(out, folds=2, classes=8)
     config = json.loads((out / "config.json").read_text())
     assert config["command"] == "transfer"

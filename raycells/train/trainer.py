@@ -41,7 +41,9 @@ CHECKPOINTS = "checkpoint"
 
 DATA_RESERVATION_ENV = "RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S"
 """Seconds a Ray Data pipeline's resource reservation outlives its last renewal (Ray's default:
-180). Set before the local Ray cluster starts, which passes it on to every worker."""
+180): it renews every 10 s while a pipeline runs, and one whose process was killed (a trial
+stopped early, mid-epoch) would hold its CPUs for 3 minutes. Set before the local Ray cluster
+starts, which passes it on to every worker."""
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 """Seconds between Ray Train's looks at its workers (its default: 2). Each fold's start waits for
@@ -55,6 +57,21 @@ ask for a quarter of a CPU, so an epoch runs up to four per CPU; with the defaul
 processes end a second after the epoch's reads and the next epoch starts them again, at about
 2 s of CPU each (benchmarks/feed.py: ~20 s of CPU per epoch's start, ~1 s with enough kept).
 Set before the local cluster starts; cluster/*.yaml sets it on every node."""
+
+UNWATCHED_ENV = {"RAY_TRAIN_METRICS_ENABLED": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+"""Ray Train's metrics (for Ray's dashboard) and its preemption watcher (for nodes a cloud takes
+back), which every fold otherwise starts, the watcher as an actor process of its own: a cluster
+raycells starts has no dashboard and no node to lose. Set before the local cluster starts; a
+cluster started with `ray up` keeps Ray's defaults."""
+
+
+def set_ray_environment() -> None:
+    """The environment a local Ray cluster started from this process inherits (see the names
+    above); a variable already set is kept."""
+    for name, value in {DATA_RESERVATION_ENV: "60", HEALTH_CHECK_ENV: "0.5",
+                        IDLE_WORKERS_ENV: str(min(64, round(os.cpu_count() / DATA_TASK_CPUS))),
+                        **UNWATCHED_ENV}.items():
+        os.environ.setdefault(name, value)
 
 
 @dataclass
@@ -174,11 +191,7 @@ def init_ray(placement: Placement) -> None:
 
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # Ray Data renews its resource reservation every 10 s while a pipeline runs; one whose
-    # process was killed (a trial stopped early, mid-epoch) is otherwise counted for 180 s.
-    os.environ.setdefault(DATA_RESERVATION_ENV, "60")
-    os.environ.setdefault(HEALTH_CHECK_ENV, "0.5")
-    os.environ.setdefault(IDLE_WORKERS_ENV, str(min(64, round(os.cpu_count() / DATA_TASK_CPUS))))
+    set_ray_environment()
     if not ray.is_initialized():
         if placement.address:
             check_answers(placement.address)

@@ -2,7 +2,8 @@
 conftest's `run_in_terminal`): its exit status, the files it wrote, and a screen on which no line
 runs past the edge or is cut inside a word or a number (the terminal would cut it there). The
 commands that need Ray join the tests' shared cluster with --address, as they would a lab's.
-`raycells predict` in a terminal: tests/use/test_predict.py; `raycells tune`: tests/cli/test_tune.py."""
+`raycells predict` in a terminal: tests/use/test_predict.py; `raycells tune`: tests/cli/test_tune.py;
+`raycells transfer`: tests/test_transfer.py."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def terminal(in_terminal, tmp_path):
 def _checked(in_terminal, args: list[str], tmp_path) -> str:
     exit_code, shown = in_terminal(args, cwd=tmp_path, columns=COLUMNS)  # checks the screen
     assert exit_code == 0 and "Traceback" not in shown, shown[-3000:]
+    return _one_line(shown)
+
+
+def _one_line(shown: str) -> str:
     return " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).split())
 
 
@@ -43,23 +48,14 @@ def test_data_commands_in_a_terminal(tmp_path, small_pbc, matek_dir, terminal):
     assert len(pd.read_parquet(tmp_path / "m.parquet")) == 160
 
 
-def test_cv_in_a_terminal(tmp_path, small_pbc, ray_address, terminal):
-    run = tmp_path / "run"
-    shown = terminal(["cv", str(small_pbc), "--out", str(run), "--address", ray_address, "--model",
-                  "tiny_cnn", "--image-size", "32", "--batch-size", "16", "--folds", "2",
-                  "--epochs", "1", "--no-tracking"])
-    assert "Finished in" in shown and f"raycells report {run}" in shown
+def test_cv_in_a_terminal(pbc_run, pbc_run_screen, screen):
+    """`raycells cv` as conftest's `pbc_run` ran it, in a terminal (the tests' trained PBC run)."""
+    assert screen(pbc_run_screen, COLUMNS) == []
+    shown = _one_line(pbc_run_screen)
+    assert "Finished in" in shown and f"raycells report {pbc_run}" in shown
     assert "platelet" in shown and "ROC AUC:" in shown  # the per-class block, stacked at 80 columns
-    assert all((run / f"fold-{k}" / "metrics.json").is_file() for k in (0, 1))
-
-
-def test_transfer_in_a_terminal(tmp_path, aml_run, small_pbc, ray_address, terminal):
-    run = tmp_path / "transfer"
-    shown = terminal(["transfer", "--from", str(aml_run), "--data", str(small_pbc), "--out", str(run),
-                  "--address", ray_address, "--folds", "2", "--head-epochs", "1", "--epochs", "1",
-                  "--batch-size", "16", "--no-tracking"])
-    assert "Source network:" in shown and "Finished in" in shown
-    assert all((run / f"fold-{k}" / "metrics.json").is_file() for k in (0, 1))
+    assert "Recording in MLflow (run " in shown and "mlflow ui --backend-store-uri sqlite:" in shown
+    assert all((pbc_run / f"fold-{k}" / "metrics.json").is_file() for k in (0, 1))
 
 
 def test_commands_that_read_a_run_in_a_terminal(tmp_path, pbc_run, small_pbc, pbc_manifest,

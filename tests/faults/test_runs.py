@@ -95,9 +95,9 @@ def _newest_checkpoint(run: RunDir, fold: int) -> int:
 
 
 def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss(
-        tmp_path, small_pbc, monkeypatch, ray_session, complete_run):
-    """Steps 1-3 run `raycells` in processes of their own (signals); 4-5 in this one, whose Ray
-    (ray_session) the commands join."""
+        tmp_path, small_pbc, monkeypatch, ray_address, complete_run):
+    """Steps 0-3 run `raycells` in processes of their own (signals), 0 and 2-3 each starting a
+    Ray of its own; 4-5 in this one, whose Ray (the shared cluster) the commands join."""
     run = RunDir(tmp_path / "run")
 
     # 0. Ctrl-C two seconds after the run directory is written (Ray starting, or the image
@@ -112,9 +112,10 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
     assert code == 130, err
     assert "Interrupted." in err and "--resume" in err and "Traceback" not in err
 
-    # 1. SIGKILL of the driver mid-fold: its lock stays behind, the fold's checkpoints stay.
-    #    (Ray's two agents outlive it by a minute, waiting for the cluster: ended here.)
-    first = _start(_cv(small_pbc, run.path, "--resume"), log)
+    # 1. SIGKILL of the driver mid-fold, on a cluster it joined (the tests' shared one, as a
+    #    lab's): its lock stays behind, the fold's checkpoints stay, and the cluster ends the
+    #    killed driver's workers (steps 4-5 train on it again).
+    first = _start(_cv(small_pbc, run.path, "--resume", "--address", ray_address), log)
     _wait_for(run.fold(0) / "checkpoint" / "epoch-002" / "state.pt", first)
     first.kill()
     first.wait(timeout=60)
