@@ -9,7 +9,7 @@ import typer
 
 from ..settings import Placement
 from .common import console, load_dataset, reported_errors, status
-from .live import LiveDisplay, print_tables
+from .live import Predicting, print_tables
 from .options import AllowOverlap, Fold, From, Out, takes_settings
 
 Map = Annotated[str | None, typer.Option(
@@ -31,7 +31,7 @@ def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = 
     with reported_errors():
         run = open_run(out, "evaluate", resumable=False)
         manifest = load_dataset(flags["data"], allow_outside=bool(flags["allow_outside"]))
-        display = _Models()
+        display = Predicting()
         result = display.run(
             lambda: run_evaluate(run.path, from_, manifest, fold=fold, mapping=map_,
                                  placement=Placement(address=flags["address"]),
@@ -47,11 +47,3 @@ def evaluate(flags: dict[str, Any], from_: From, fold: Fold = None, map_: Map = 
     print_tables(report_tables(scores, **facts))
     console.print(f"Evaluation of {from_} on {manifest.root} written to {run.path}; report: "
                   f"{', '.join(written)}")
-
-
-class _Models(LiveDisplay):
-    """Status lines: one per model as it predicts."""
-
-    def _on_model(self, fold, done, total) -> None:
-        if fold is not None:
-            status.print(f"Predicting with fold {fold}'s model ({done + 1}/{total}).")

@@ -400,3 +400,31 @@ def print_folds(result: CvResult, seconds: float) -> None:
     if RunDir(result.run_dir).read_config().get("data", {}).get("synthetic"):
         status.print("[bold yellow]SYNTHETIC demo data:[/] these scores say nothing about real "
                      "cells.")
+
+
+class Predicting(LiveDisplay):
+    """`raycells predict` and `evaluate`: a line naming the networks, then a progress bar over
+    the images (every network predicts each batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bar = None
+
+    def _on_networks(self, folds) -> None:
+        if len(folds) == 1:
+            status.print(f"Predicting with fold {folds[0]}'s network.")
+        else:
+            status.print(f"Predicting with the networks of folds {', '.join(map(str, folds))}, "
+                         "their probabilities averaged.")
+
+    def _on_images(self, done, total) -> None:
+        if self._bar is None:
+            self._bar = new_progress("Predicting")
+        bar, task = self._bar
+        bar.update(task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None
+        super().close()

@@ -10,8 +10,8 @@ import typer
 from ..data.images import MAX_PIXELS
 from ..errors import RaycellsError
 from ..settings import Placement
-from .common import EXIT_UNREADABLE, console, new_progress, print_problems, progress_bar, reported_errors, status
-from .live import LiveDisplay
+from .common import EXIT_UNREADABLE, console, print_problems, progress_bar, reported_errors, status
+from .live import Predicting
 from .options import Fold, From, Images, MaxPixels, Threshold, takes_settings
 
 PredictOut = Annotated[Path, typer.Option(
@@ -39,7 +39,7 @@ def predict(flags: dict[str, Any], images: Images, from_: From, fold: Fold = Non
                                     allow_outside=bool(flags["allow_outside"]))
         print_problems(manifest)
         folder = prediction_files(out)[0].parent
-        display = _Predicting()
+        display = Predicting()
         result = display.run(
             lambda: predict_images(from_, manifest, fold=fold, tta=flags["tta"],
                                    threshold=threshold, placement=Placement(address=flags["address"]),
@@ -58,26 +58,3 @@ def predict(flags: dict[str, Any], images: Images, from_: From, fold: Fold = Non
     console.print(f"Written: {', '.join(map(str, written))}")
     if manifest.unreadable:
         raise typer.Exit(EXIT_UNREADABLE)
-
-
-class _Predicting(LiveDisplay):
-    """A status line per network and a progress bar over every image and network."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bar = None
-
-    def _on_model(self, fold, done, total) -> None:
-        status.print(f"Predicting with fold {fold}'s network ({done + 1}/{total}).")
-
-    def _on_images(self, done, total) -> None:
-        if self._bar is None:
-            self._bar = new_progress("Predicting")
-        bar, task = self._bar
-        bar.update(task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar[0].stop()
-            self._bar = None
-        super().close()

@@ -51,8 +51,8 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     probabilities averaged, or fold `fold`) into the new run directory `out`. Labels must be the
     source run's classes, or `mapping` (pbc-to-aml, or a .json/.csv file) maps them there.
     Images the networks trained on (by sha1) are refused unless `allow_overlap`, and then
-    recorded as a warning. Events: prepared, cache, then model (fold, done, total) as each fold's
-    model predicts."""
+    recorded as a warning. Events: prepared, cache, networks (folds) as they start, in one pass
+    over the images, then images (done, total)."""
     emit = events or no_events
     source = RunDir(source_run)
     settings = source.training_settings()
@@ -73,16 +73,15 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     labels = np.searchsorted(classes, frame["label"].to_numpy())
     rows = np.arange(len(frame))
     resources = ray.cluster_resources()
-    probs = np.zeros((len(frame), len(classes)))
-    for done, k in enumerate(folds):
-        emit("model", fold=k, done=done, total=len(folds))
-        _, fold_probs = predict_rows(source.checkpoint(k), cache, settings["image_size"], labels,
-                                     rows, use_gpu=resources.get("GPU", 0) >= 1,
-                                     actors=max(1, int(resources.get("GPU", 0))),
-                                     threads=max(1, int(resources.get("CPU", 1))),
-                                     tta=settings.get("tta", False))
-        probs += fold_probs / len(folds)
-    emit("model", fold=None, done=len(folds), total=len(folds))
+    emit("networks", folds=folds)
+    _, fold_probs = predict_rows([source.checkpoint(k) for k in folds], cache,
+                                 settings["image_size"], labels, rows,
+                                 use_gpu=resources.get("GPU", 0) >= 1,
+                                 actors=max(1, int(resources.get("GPU", 0))),
+                                 threads=max(1, int(resources.get("CPU", 1))),
+                                 tta=settings.get("tta", False),
+                                 progress=lambda done, total: emit("images", done=done, total=total))
+    probs = fold_probs.mean(axis=0)
 
     plan = pd.DataFrame({"path": frame["path"], "label": frame["label"], "fold": 0})
     run.path.mkdir(parents=True, exist_ok=True)

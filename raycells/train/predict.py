@@ -1,8 +1,9 @@
 """Predictions from a fold's best model: `class_probabilities`, the one way raycells turns images
 into probabilities (with or without test-time augmentation), and `predict_rows`, Ray Data batch
-inference with it (one actor per GPU when the cluster has them, one CPU actor otherwise) for
-networks read back from a run (`raycells evaluate`, `raycells predict`). A fold's own test part is
-predicted by its first training worker, after training (`raycells.train.loop`)."""
+inference with it for networks read back from a run (`raycells evaluate`, `raycells predict`):
+one actor per GPU when the cluster has them, one CPU actor otherwise, each holding every network
+asked for, so that the images are read once. A fold's own test part is predicted by its first
+training worker, after training (`raycells.train.loop`)."""
 
 from __future__ import annotations
 
@@ -19,24 +20,28 @@ from .models import create_model
 from .precision import autocast, choose_precision
 
 
-class BestModel:
-    """Ray Data callable: class probabilities of the best model in a checkpoint file."""
+class BestModels:
+    """Ray Data callable: class probabilities (images, networks, classes) of the best model in
+    each of several checkpoint files, every network on every batch (one pass over the images)."""
 
-    def __init__(self, checkpoint: str, threads: int, tta: bool):
+    def __init__(self, checkpoints: list[str], threads: int, tta: bool):
         torch.set_num_threads(threads)
         self.tta = tta
-        checkpoint = load_checkpoint(checkpoint)
         import ray
 
         # The GPU Ray gave this actor, if any: CUDA may be visible to an actor given none.
         self.device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
-        self.model = create_model(checkpoint.model_name, len(checkpoint.classes))
-        self.model.load_state_dict(checkpoint.best_model)
-        self.model.to(self.device).eval()
+        self.models = []
+        for path in checkpoints:
+            checkpoint = load_checkpoint(path)
+            model = create_model(checkpoint.model_name, len(checkpoint.classes))
+            model.load_state_dict(checkpoint.best_model)
+            self.models.append(model.to(self.device).eval())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        probs = class_probabilities(self.model, batch["image"], self.device, self.tta)
-        return {"row": batch["row"], "probs": probs}
+        probs = [class_probabilities(model, batch["image"], self.device, self.tta)
+                 for model in self.models]
+        return {"row": batch["row"], "probs": np.stack(probs, axis=1)}
 
 
 def class_probabilities(model: torch.nn.Module, images: np.ndarray, device: torch.device,
@@ -51,18 +56,20 @@ def class_probabilities(model: torch.nn.Module, images: np.ndarray, device: torc
     return probs.cpu().numpy()
 
 
-def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,
+def predict_rows(checkpoints: list[Path], cache: Path, size: int, labels: np.ndarray,
                  rows: np.ndarray, *, use_gpu: bool, threads: int, tta: bool = False,
-                 actors: int = 1, progress: Callable[[int], None] | None = None,
+                 actors: int = 1, progress: Callable[[int, int], None] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, probabilities) for the manifest rows `rows`, in row order, from the best model of
-    `checkpoint` (a checkpoint file or its folder), on `actors` actors (one GPU each with
-    `use_gpu`); with `tta`, each image's probabilities are the mean over its 8 dihedral views.
-    `progress(n)` is called with the number of images of each batch done."""
+    """(rows, probabilities (networks, rows, classes)) for the manifest rows `rows`, in row
+    order, from the best model of each of `checkpoints` (checkpoint files or their folders), in
+    one pass over the images on `actors` actors (one GPU each with `use_gpu`), each holding
+    every network; with `tta`, each image's probabilities are the mean over its 8 dihedral
+    views. `progress(done, total)` is called as batches of images are done."""
     import ray.data
 
     dataset = part_dataset(cache, size, labels, rows).map_batches(
-        BestModel, fn_constructor_kwargs={"checkpoint": str(checkpoint), "threads": threads, "tta": tta},
+        BestModels, fn_constructor_kwargs={"checkpoints": [str(c) for c in checkpoints],
+                                           "threads": threads, "tta": tta},
         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
     out_rows, out_probs = [], []
@@ -70,7 +77,7 @@ def predict_rows(checkpoint: Path, cache: Path, size: int, labels: np.ndarray,
         out_rows.append(batch["row"])
         out_probs.append(batch["probs"])
         if progress:
-            progress(len(batch["row"]))
+            progress(sum(map(len, out_rows)), len(rows))
     order_rows = np.concatenate(out_rows)
     order = np.argsort(order_rows)
-    return order_rows[order], np.concatenate(out_probs)[order]
+    return order_rows[order], np.concatenate(out_probs)[order].transpose(1, 0, 2)

@@ -78,7 +78,8 @@ def predict_images(run_dir: str | Path, manifest: Manifest, *, fold: int | None 
     """Predict the images of `manifest` (see `raycells.data.index.index_images`) with the
     networks of `run_dir`: every finished fold's (probabilities averaged) or fold `fold`'s; with
     test-time augmentation as the run was configured unless `tta` says otherwise. Events: cache
-    (done, total), model (fold, done, total) as each network starts, images (done, total)."""
+    (done, total), networks (folds) as they start, in one pass over the images, then images
+    (done, total)."""
     emit = events or (lambda kind, **info: None)
     networks = RunNetworks.of(run_dir, fold)
     if manifest.frame.empty:
@@ -94,22 +95,13 @@ def predict_images(run_dir: str | Path, manifest: Manifest, *, fold: int | None 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     rows = np.arange(len(frame))
-    total, done = len(frame) * len(networks.folds), 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        emit("images", done=done, total=total)
-
-    network_probs = []
-    for index, (k, checkpoint) in enumerate(zip(networks.folds, networks.checkpoints)):
-        emit("model", fold=k, done=index, total=len(networks.folds))
-        _, probs = predict_rows(checkpoint, cache, networks.image_size, np.zeros(len(frame), int),
-                                rows, use_gpu=gpus > 0, actors=max(1, gpus),
-                                threads=max(1, int(resources.get("CPU", 1))),
-                                tta=networks.tta if tta is None else tta, progress=advance)
-        network_probs.append(probs)
-    table = prediction_table(frame["path"].tolist(), np.stack(network_probs), networks.classes,
+    emit("networks", folds=networks.folds)
+    _, network_probs = predict_rows(networks.checkpoints, cache, networks.image_size,
+                                    np.zeros(len(frame), int), rows, use_gpu=gpus > 0,
+                                    actors=max(1, gpus), threads=max(1, int(resources.get("CPU", 1))),
+                                    tta=networks.tta if tta is None else tta,
+                                    progress=lambda done, total: emit("images", done=done, total=total))
+    table = prediction_table(frame["path"].tolist(), network_probs, networks.classes,
                              networks.names, unusual=flags, threshold=threshold)
     return Predictions(table=table, networks=networks, unreadable=list(manifest.unreadable),
                        skipped=list(manifest.skipped))
