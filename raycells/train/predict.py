@@ -72,12 +72,13 @@ def predict_rows(checkpoints: list[Path], cache: Path, size: int, labels: np.nda
                                            "threads": threads, "tta": tta},
         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
-    out_rows, out_probs = [], []
+    out_rows, out_probs, done = [], [], 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         out_rows.append(batch["row"])
         out_probs.append(batch["probs"])
+        done += len(batch["row"])
         if progress:
-            progress(sum(map(len, out_rows)), len(rows))
+            progress(done, len(rows))
     order_rows = np.concatenate(out_rows)
     order = np.argsort(order_rows)
     return order_rows[order], np.concatenate(out_probs)[order].transpose(1, 0, 2)
