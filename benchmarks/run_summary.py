@@ -1,5 +1,6 @@
 """Print a finished run's scores as one JSON line: mean ± std over its folds, per-fold seconds
-and optimizer steps (history.csv), and the wall time measured by the calling script. Used by the benchmark scripts.
+and optimizer steps (history.csv), and the wall time measured by the calling script. Used by
+the benchmark scripts.
 
     python benchmarks/run_summary.py RUN_DIR WALL_SECONDS|null COMMAND [BASELINE_RUN]
 

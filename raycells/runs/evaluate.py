@@ -66,19 +66,13 @@ def run_evaluate(out: str | Path, source_run: str | Path, manifest: Manifest, *,
     emit("prepared", run_dir=str(run.path), images=len(frame), classes=classes,
          synthetic=manifest.synthetic, source=manifest.source, extra={}, warnings=warnings)
     init_ray(placement or Placement())
-    import ray
-
     cache = image_cache(frame, settings["image_size"],
                         progress=lambda done, total: emit("cache", done=done, total=total))
     labels = np.searchsorted(classes, frame["label"].to_numpy())
     rows = np.arange(len(frame))
-    resources = ray.cluster_resources()
     emit("networks", folds=folds)
     _, fold_probs = predict_rows([source.checkpoint(k) for k in folds], cache,
                                  settings["image_size"], labels, rows,
-                                 use_gpu=resources.get("GPU", 0) >= 1,
-                                 actors=max(1, int(resources.get("GPU", 0))),
-                                 threads=max(1, int(resources.get("CPU", 1))),
                                  tta=settings.get("tta", False),
                                  progress=lambda done, total: emit("images", done=done, total=total))
     probs = fold_probs.mean(axis=0)

@@ -57,21 +57,26 @@ def class_probabilities(model: torch.nn.Module, images: np.ndarray, device: torc
 
 
 def predict_rows(checkpoints: list[Path], cache: Path, size: int, labels: np.ndarray,
-                 rows: np.ndarray, *, use_gpu: bool, threads: int, tta: bool = False,
-                 actors: int = 1, progress: Callable[[int, int], None] | None = None,
+                 rows: np.ndarray, *, tta: bool = False,
+                 progress: Callable[[int, int], None] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, probabilities (networks, rows, classes)) for the manifest rows `rows`, in row
     order, from the best model of each of `checkpoints` (checkpoint files or their folders), in
-    one pass over the images on `actors` actors (one GPU each with `use_gpu`), each holding
-    every network; with `tta`, each image's probabilities are the mean over its 8 dihedral
-    views. `progress(done, total)` is called as batches of images are done."""
+    one pass over the images: one actor per GPU of the cluster (one GPU each), or one CPU actor
+    using every CPU, each holding every network; with `tta`, each image's probabilities are the
+    mean over its 8 dihedral views. `progress(done, total)` is called as batches of images are
+    done."""
+    import ray
     import ray.data
 
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
     dataset = part_dataset(cache, size, labels, rows).map_batches(
         BestModels, fn_constructor_kwargs={"checkpoints": [str(c) for c in checkpoints],
-                                           "threads": threads, "tta": tta},
-        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=1 if use_gpu else 0, num_cpus=0.5 if not use_gpu else 1)
+                                           "threads": max(1, int(resources.get("CPU", 1))),
+                                           "tta": tta},
+        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, gpus)),
+        num_gpus=1 if gpus else 0, num_cpus=1 if gpus else 0.5)
     out_rows, out_probs, done = [], [], 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         out_rows.append(batch["row"])

@@ -88,17 +88,12 @@ def predict_images(run_dir: str | Path, manifest: Manifest, *, fold: int | None 
     frame = manifest.frame
     flags = networks.training_range().unusual(frame)
     init_ray(placement or Placement())
-    import ray
-
     cache = image_cache(frame, networks.image_size,
                         progress=lambda done, total: emit("cache", done=done, total=total))
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
     rows = np.arange(len(frame))
     emit("networks", folds=networks.folds)
     _, network_probs = predict_rows(networks.checkpoints, cache, networks.image_size,
-                                    np.zeros(len(frame), int), rows, use_gpu=gpus > 0,
-                                    actors=max(1, gpus), threads=max(1, int(resources.get("CPU", 1))),
+                                    np.zeros(len(frame), int), rows,
                                     tta=networks.tta if tta is None else tta,
                                     progress=lambda done, total: emit("images", done=done, total=total))
     table = prediction_table(frame["path"].tolist(), network_probs, networks.classes,
