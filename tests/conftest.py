@@ -1,6 +1,7 @@
 """Shared fixtures: the real images in ../shared/data (never copied into the repository), and the
 `slow` mark on every test that runs Ray end to end (`pytest -m "not slow"` leaves them out; a few
-that start a server or several processes carry it too)."""
+that start a server or several processes, or run the shortcut check on all of PBC, carry it
+too)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,13 @@ def _shared(relative: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pbc_dir() -> Path:
-    return _shared("pbc")
+def pbc_dir(tmp_path_factory) -> Path:
+    """PBC's folder, indexed once per test session before any test reads it, by the first test
+    process to ask (the others wait): its 8,561 images' facts are then in the session's cache,
+    and every later index of PBC, by a test or a command it runs, reads them from there."""
+    path = _shared("pbc")
+    _once(tmp_path_factory, "pbc.parquet", lambda out: write_manifest(index_dataset(path), out))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +66,9 @@ def matek_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pbc_manifest(pbc_dir):
-    return index_dataset(pbc_dir)
+def pbc_manifest(pbc_dir, tmp_path_factory) -> Manifest:
+    """PBC's manifest, as `pbc_dir` wrote it."""
+    return read_manifest(_session_root(tmp_path_factory) / "pbc.parquet")
 
 
 def _session_root(tmp_path_factory) -> Path:
@@ -88,10 +95,14 @@ def _once(tmp_path_factory, name: str, build) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Generated and cached data goes to the session's temporary folder, not ~/.cache."""
-    monkeypatch.setenv("RAYCELLS_CACHE", str(_session_root(tmp_path_factory) / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Generated and cached data goes to the session's temporary folder (shared by the test
+    processes), never ~/.cache: set for the whole session, so that the session's own fixtures
+    (indexing PBC, training the shared runs) write there too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAYCELLS_CACHE", str(_session_root(tmp_path_factory) / "cache"))
+        yield
 
 
 @pytest.fixture
