@@ -141,12 +141,13 @@ def _write_cell(cell: tuple[Path, int, int, int]) -> None:
 
 
 def demo_dataset(seed: int = 0) -> Path:
-    """The demo dataset folder for `seed`, generated into the cache on first use."""
+    """The demo dataset folder for `seed`, generated into the cache on first use (on every
+    core)."""
     folder = cache_dir() / f"demo-v{DEMO_VERSION}-seed{seed}"
     if (folder / DEMO_MARKER).is_file():
         return folder
     with staged_folder(folder, DEMO_MARKER) as staging:
-        write_demo(staging, seed=seed)
+        write_demo(staging, seed=seed, processes=os.cpu_count() or 1)
     return folder
 
 
