@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from raycells.data.manifest import Manifest, Problem
 from raycells.data.summary import summarize
@@ -29,6 +30,7 @@ def test_duplicates_small_classes_sizes_and_modes():
     assert summary.unreadable[0].path == "/data/x.jpg" and summary.skipped == ["/data/a.txt"]
 
 
+@pytest.mark.slow  # the shortcut check's forests on all 8,561 PBC images
 def test_fine_labels_are_counted_per_class(pbc_manifest):
     summary = summarize(pbc_manifest)
     ig = next(row for row in summary.classes if row.code == "ig")

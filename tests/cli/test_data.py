@@ -1,3 +1,4 @@
+import pytest
 from typer.testing import CliRunner
 
 from raycells.cli.main import app
@@ -6,6 +7,7 @@ from raycells.data.manifest import read_manifest
 runner = CliRunner()
 
 
+@pytest.mark.slow  # the shortcut check's forests on all 8,561 PBC images
 def test_inspect_pbc_prints_the_table_and_flags_the_stray_file(pbc_dir):
     result = runner.invoke(app, ["data", "inspect", str(pbc_dir)], terminal_width=400)
     assert result.exit_code == 1, result.output  # one unreadable image
@@ -17,6 +19,7 @@ def test_inspect_pbc_prints_the_table_and_flags_the_stray_file(pbc_dir):
         assert text in out
 
 
+@pytest.mark.slow  # the shortcut check's forests on all 8,561 PBC images
 def test_inspect_with_fine_labels_names_the_classes_readable_from_image_size(pbc_dir):
     """PBC's IG images are 360x360 (one 360x361) and its NEUTROPHIL images 366x369, saved with
     other JPEG quantisation tables: the shortcut check must say so."""
