@@ -12,6 +12,8 @@ from raycells.cli.options import parse_space
 from raycells.data.manifest import read_manifest
 from raycells.errors import RaycellsError
 from raycells.runs.cv import run_cv
+from raycells.runs.rundir import RunDir
+from raycells.runs.setup import prepare_run
 from raycells.runs.tune import SearchPlan, check_space, run_tune, search_overlap
 from raycells.settings import Sampling, build_settings, with_overrides
 
@@ -78,10 +80,13 @@ def test_a_small_search_writes_best_json_that_cv_runs_from(ray_session, small_pb
     assert best["search_images"]["images"] == int((plan["fold"] != 0).sum())
     assert search_overlap(run / "best.json", manifest.frame) == (
         best["search_images"]["images"], str(run.resolve()))
+    # cv starts from best.json: its run directory records the winner's settings (the trials
+    # trained with them already; every cv test trains a fold).
     tuned, placement = build_settings(config_file=run / "best.json", flags={"epochs": 1, "folds": 2})
     assert tuned.sampling.policy == result.best["sampling.policy"]
-    cv = run_cv(tmp_path / "cv", tuned, placement, manifest=manifest, only_folds=[1])
-    assert sorted(cv.per_fold) == [1]
+    prepare_run(RunDir(tmp_path / "cv"), tuned, placement, manifest, resume=False)
+    recorded = json.loads((tmp_path / "cv" / "config.json").read_text())["settings"]["experiment"]
+    assert recorded["sampling"]["policy"] == result.best["sampling.policy"]
 
 
 def test_nested_selection_searches_inside_each_fold_and_tests_the_winner_once(ray_session,
