@@ -38,8 +38,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # Tests that need Ray stopped first, so that the shared cluster (SharedRay) starts once.
-    items.sort(key=lambda item: "no_ray" not in getattr(item, "fixturenames", ()))
+    # Tests that need Ray stopped first, so that the shared cluster (SharedRay) starts once;
+    # then the slow ones, so that the two test processes (pytest-xdist) end together, the short
+    # tests filling in at the end.
+    items.sort(key=lambda item: ("no_ray" not in getattr(item, "fixturenames", ()),
+                                 item.get_closest_marker("slow") is None))
 
 
 def _shared(relative: str) -> Path:
