@@ -14,14 +14,15 @@ demo: $(STAMP)
 
 # Two test processes (pytest-xdist), each with its own Ray cluster: on 2 cores the suite's waits
 # for Ray then overlap with the other process's work (measured; more processes only add Ray
-# clusters competing for the same cores).
+# clusters competing for the same cores). Work stealing: each process starts with its half of the
+# tests (tests/conftest.py deals them) and an idle one takes tests still queued on the other.
 test: $(STAMP)
 	$(VENV)/bin/ruff check raycells tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
 quick: $(STAMP)
 	$(VENV)/bin/ruff check raycells tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 -m "not slow"
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal -m "not slow"
 
 setup: $(STAMP)
 

@@ -38,11 +38,19 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # Tests that need Ray stopped first, so that the shared cluster (SharedRay) starts once;
-    # then the slow ones, so that the two test processes (pytest-xdist) end together, the short
-    # tests filling in at the end.
-    items.sort(key=lambda item: ("no_ray" not in getattr(item, "fixturenames", ()),
-                                 item.get_closest_marker("slow") is None))
+    items[:] = _dealt(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+
+
+def _dealt(items: list, hands: int) -> list:
+    """The tests dealt round-robin into one hand per test process, each hand in one piece: the
+    Makefile's `--dist worksteal` gives each process an equal piece of the list in order, and
+    later moves tests from the end of a busy process's queue to an idle one. In each hand, the
+    tests that need Ray stopped come first (so that the shared cluster, SharedRay, starts once
+    per process), then the slow ones, shared between the processes, then the short ones, which
+    move to whichever process finishes first, so that both end together."""
+    ordered = sorted(items, key=lambda item: ("no_ray" not in getattr(item, "fixturenames", ()),
+                                              item.get_closest_marker("slow") is None))
+    return [item for hand in range(hands) for item in ordered[hand::hands]]
 
 
 def _shared(relative: str) -> Path:
