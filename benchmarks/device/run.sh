@@ -74,8 +74,8 @@ run() {  # run NAME SECONDS COMMAND...: at most SECONDS, and never past the kit'
 }
 
 run machine 30 "$PY" benchmarks/device/machine.py "$OUT/machine.json"
-run images 60 "$PY" -c "import os, sys; from raycells.data.demo import write_demo
-write_demo(sys.argv[1], largest=int(sys.argv[2]), smallest=int(sys.argv[3]), processes=os.cpu_count())" \
+run images 60 "$PY" -c "import sys; from raycells.data.demo import write_demo
+write_demo(sys.argv[1], largest=int(sys.argv[2]), smallest=int(sys.argv[3]))" \
   "$WORK/images" "${IMAGES[1]}" "${IMAGES[3]}"
 run step 130 "$PY" benchmarks/step.py "${STEP[@]}" --out "$OUT/step.json"
 run path 270 "$PY" benchmarks/device/path.py "$WORK/images" "$WORK/path" "${MODEL[@]}" \

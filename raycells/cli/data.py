@@ -84,14 +84,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
 ) -> None:
     """Write the built-in SYNTHETIC demo dataset (15 AML classes, drawn cells) to a folder."""
-    import os
-
     from ..data.demo import write_demo
 
     with reported_errors():
         check_writable(out, folder=True, option="OUT")
     with status.status(f"Drawing demo cells into {out}"):
-        write_demo(out, seed=seed, processes=os.cpu_count() or 1)
+        write_demo(out, seed=seed)
     console.print(f"Wrote the synthetic demo dataset (seed {seed}) to {out}")
 
 

@@ -110,10 +110,11 @@ def draw_cell(code: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np
 
 
 def write_demo(folder: str | os.PathLike, *, seed: int = 0, largest: int = 300,
-               smallest: int = 12, processes: int = 1) -> Path:
+               smallest: int = 12, processes: int | None = None) -> Path:
     """Write the demo dataset as `<folder>/<CLS>/<CLS>_NNNN.png` plus a marker file that labels
-    it synthetic, drawing in `processes` processes. Returns the folder."""
+    it synthetic, drawing in `processes` processes (default: one per core). Returns the folder."""
     folder = Path(folder)
+    processes = processes or os.cpu_count() or 1
     counts = demo_counts(largest, smallest)
     cells = []
     for class_index, code in enumerate(AML.codes):
@@ -141,13 +142,12 @@ def _write_cell(cell: tuple[Path, int, int, int]) -> None:
 
 
 def demo_dataset(seed: int = 0) -> Path:
-    """The demo dataset folder for `seed`, generated into the cache on first use (on every
-    core)."""
+    """The demo dataset folder for `seed`, generated into the cache on first use."""
     folder = cache_dir() / f"demo-v{DEMO_VERSION}-seed{seed}"
     if (folder / DEMO_MARKER).is_file():
         return folder
     with staged_folder(folder, DEMO_MARKER) as staging:
-        write_demo(staging, seed=seed, processes=os.cpu_count() or 1)
+        write_demo(staging, seed=seed)
     return folder
 
 
