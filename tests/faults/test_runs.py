@@ -130,7 +130,9 @@ def test_interrupts_kills_damaged_files_and_a_full_disk_each_resume_without_loss
            f"{run.path}`" in said.rpartition("ended abruptly")[2]
     assert (run.path / LOCK_FILE).is_file() and not run.fold_finished(0)
     newest = _newest_checkpoint(run, 0)
-    assert 2 <= newest < EPOCHS
+    # The kill lands at epoch 2 or later: on a loaded machine the last epochs' checkpoints may
+    # be written before it does, the fold still unfinished (no predictions, no metrics.json).
+    assert 2 <= newest <= EPOCHS
 
     # 2. The newest checkpoint cut short (a full disk mid-write): resuming falls back to the one
     #    before it. 3. SIGTERM once fold 1 trains: exit 143, the resume command, no traceback.
