@@ -9,16 +9,8 @@ from torch import nn
 from raycells.settings import build_settings
 from raycells.train.models import create_model
 from raycells.train.optim import make_optimizer
-from raycells.train.phases import (
-    ALL,
-    ALL_BUT_BATCH_NORM,
-    HEAD,
-    Phase,
-    head_name,
-    set_trainable,
-    train_mode,
-    training_phases,
-)
+from raycells.train.phases import ALL, ALL_BUT_BATCH_NORM, HEAD, Phase, training_phases
+from raycells.train.trainable import head_name, set_trainable, train_mode
 
 
 def _train_steps(model: nn.Module, phase: Phase, steps: int = 3) -> None:

@@ -47,10 +47,11 @@ from .inputs import prepare_images
 from .job import FoldJob
 from .models import create_model, load_weights
 from .optim import learning_rate, make_optimizer
-from .phases import phase_of, set_trainable, train_mode
+from .phases import phase_of
 from .precision import autocast, choose_precision
 from .predict import class_probabilities
 from .step import Step
+from .trainable import set_trainable, train_mode
 
 
 def train_fold(config: dict[str, Any]) -> None:

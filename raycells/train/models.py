@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import RaycellsError
 from ..settings import TIMM
 from .checkpoint import read_torch_file
-from .phases import head_name
+from .trainable import head_name
 
 _REGISTRY: dict[str, Callable[[int], nn.Module]] = {}
 _CAM_LAYERS: dict[str, str] = {}
