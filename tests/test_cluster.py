@@ -20,6 +20,7 @@ from raycells.train.loop import check_reachable
 from raycells.train.trainer import (
     DATA_RESERVATION_ENV,
     GPU_WORKER_CPUS,
+    LOG_MONITOR_ENV,
     UNWATCHED_ENV,
     set_ray_environment,
 )
@@ -60,6 +61,24 @@ def test_only_a_cluster_raycells_starts_goes_without_rays_dashboard_watchers(mon
     assert os.environ[DATA_RESERVATION_ENV] == "90"
     for name in ("aws", "gcp"):
         assert not any(variable in (CLUSTER / f"{name}.yaml").read_text() for variable in UNWATCHED_ENV)
+
+
+def test_the_log_monitor_of_a_cluster_raycells_starts_looks_for_new_files_every_half_second(
+        ray_session):
+    """Nothing goes from the workers to the driver, so the log monitor need not look for new log
+    files ten times a second: the setting reaches the monitor of the cluster this process started
+    (the tests' shared one, started as `init_ray` starts one)."""
+    def read(path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            return b""
+
+    mine = [pid for pid in os.listdir("/proc") if pid.isdigit()
+            and b"log_monitor.py" in read(f"/proc/{pid}/cmdline")
+            and read(f"/proc/{pid}/stat").rpartition(b")")[2].split()[1:2] == [str(os.getpid()).encode()]]
+    assert len(mine) == 1
+    assert f"{LOG_MONITOR_ENV}=0".encode() in read(f"/proc/{mine[0]}/environ").split(b"\0")
 
 
 @pytest.mark.slow
