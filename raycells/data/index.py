@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import re
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import RaycellsError
+from ..interrupts import held_signals
 from . import probes
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, ImageFacts, UnreadableImage, is_image_name, probe
 from .manifest import COLUMNS, Manifest, Problem, read_manifest
@@ -299,13 +301,21 @@ def _probe_rows(rows: list[dict], source: str, progress: Progress | None, thread
     total, done = len(rows), len(outcomes)
     if progress and done:
         progress(done, total)
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        for path, outcome in zip(unknown, pool.map(functools.partial(_probe_one, max_pixels=max_pixels),
-                                                   unknown)):
-            done += 1
-            if progress and (done % 64 == 0 or done == total):
-                progress(done, total)
-            outcomes[path] = outcome
+    # Ctrl-C or SIGTERM stops the reading at the next image, then ends the command: raised
+    # while the pool takes the images, it could leave the pool's locks taken (`held_signals`).
+    with held_signals(signal.SIGINT, signal.SIGTERM) as asked:
+        pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+        try:
+            for path, outcome in zip(unknown, pool.map(
+                    functools.partial(_probe_one, max_pixels=max_pixels), unknown)):
+                if asked:
+                    break
+                done += 1
+                if progress and (done % 64 == 0 or done == total):
+                    progress(done, total)
+                outcomes[path] = outcome
+        finally:
+            pool.shutdown(cancel_futures=True)
     if unknown:
         probes.record(paths, {path: facts for path, facts in outcomes.items()
                               if isinstance(facts, ImageFacts)}, max_pixels)

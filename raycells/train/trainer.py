@@ -8,8 +8,6 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from ..data.pipeline import DATA_TASK_CPUS, part_dataset
 from ..data.sampling import expected_copies, loss_weights
 from ..errors import RaycellsError, RayUnavailable
 from ..files import WRITE_FAILURES
+from ..interrupts import held_signals
 from ..settings import Experiment, Placement
 from .checkpoint import drop_untracked
 from .job import FoldJob, step_batch
@@ -207,7 +206,9 @@ def init_ray(placement: Placement) -> None:
         try:
             # Without an address (or RAY_ADDRESS), a cluster of our own: Ray would otherwise
             # join whichever local cluster another program started last.
-            with interrupts_after():
+            # Ctrl-C only once Ray has started whole: cut short, ray.init leaves a half-started
+            # local cluster that ray.shutdown does not know of, whose agents linger a minute.
+            with held_signals(signal.SIGINT):
                 ray.init(address=placement.address or os.environ.get("RAY_ADDRESS") or "local",
                          include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR, configure_logging=True)
@@ -231,25 +232,6 @@ def init_ray(placement: Placement) -> None:
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-
-
-@contextmanager
-def interrupts_after() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) until the block ends, then raise it: `ray.init` cut short
-    leaves a half-started local cluster that `ray.shutdown` does not know of, whose processes
-    are then killed uncleanly when this process ends (two of Ray's agents then linger a minute
-    before they exit). Started whole, `stop_ray` ends it cleanly. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    asked: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if asked:
-        raise KeyboardInterrupt
 
 
 def stop_ray() -> None:
