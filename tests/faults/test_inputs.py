@@ -174,7 +174,16 @@ def test_sigterm_while_indexing_ends_quietly_with_143_and_writes_nothing(tmp_pat
     assert not list(tmp_path.glob(".manifest.parquet.*"))
 
 
-def test_ctrl_c_while_indexing_stops_at_the_next_image(tmp_path, pbc_dir, monkeypatch):
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raising KeyboardInterrupt here, as in a terminal (pytest-xdist's workers ignore
+    it, and a signal ignored stays ignored: `held_signals`)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_indexing_stops_at_the_next_image(tmp_path, pbc_dir, monkeypatch, ctrl_c):
     """Ctrl-C reaches the caller once the thread pool is down, the images not yet read left
     unread, no thread left behind, the handler restored. (Raised while the pool took the images
     it could leave the pool's locks taken, and the process hung at exit: a race the SIGTERM test
@@ -268,7 +277,7 @@ def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-001", "epoch-002"]
 
 
-def test_ctrl_c_while_ray_starts_waits_until_it_has_started():
+def test_ctrl_c_while_ray_starts_waits_until_it_has_started(ctrl_c):
     """Ctrl-C during `ray.init` is raised once Ray has started whole: cut short, it leaves a
     half-started cluster `ray.shutdown` cannot end, whose agents then outlive the command by a
     minute (the fault chain checks that nothing is left)."""
