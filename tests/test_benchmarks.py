@@ -72,3 +72,14 @@ def test_trimming_a_wheel_removes_the_folders_and_their_record_lines(tmp_path):
         assert "jars" not in z.read("pkg-1.0.dist-info/RECORD").decode()
     with pytest.raises(SystemExit, match="nothing starts with"):
         trim(wheel, ("pkg/jars/",))
+
+
+def test_process_cpu_names_the_processes_of_a_command_and_their_cpu():
+    busy = "# busy-cell-marker\nimport time; t = time.time()\nwhile time.time() - t < 1: pass"
+    done = subprocess.run([sys.executable, "benchmarks/process_cpu.py", "--", sys.executable, "-c",
+                           busy], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stderr.splitlines() if "busy-cell-marker" in line)
+    cpu, count = line.split()[:2]
+    assert 0.5 < float(cpu) < 1.5 and count == "1"  # a second of CPU, less the last 0.25 s
+    assert done.stderr.rstrip().endswith("all processes")
