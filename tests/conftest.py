@@ -6,6 +6,7 @@ too)."""
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import pty
@@ -39,6 +40,26 @@ def pytest_collection_modifyitems(items):
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
     items[:] = _dealt(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+
+
+def pytest_collection_finish(session):
+    _freeze_survivors()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    _freeze_survivors()
+
+
+def _freeze_survivors() -> None:
+    """Collect the garbage, then set what survives (the libraries the tests imported, session
+    fixtures) aside from Python's garbage collector: its full passes over a test process's
+    400,000 to 1,000,000 objects otherwise take seconds, and more at the process's exit.
+    After each test, the pass goes over what the test made and left; only objects alive now
+    and dropped in a reference cycle later are never freed (`make quick`: ~10 % less CPU)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _dealt(items: list, hands: int) -> list:
