@@ -6,7 +6,10 @@ that every fold of every run pays, and most of the test suite's time. On Linux, 
 seconds the whole machine spent on each run (all of Ray's processes), from /proc/stat: on a
 small machine a fold's start-up is CPU-bound, so these decide how many folds fit in an hour.
 
-    python benchmarks/fold_overhead.py --data ../shared/data/pbc [--runs 3] [--out FILE.json]
+    python benchmarks/fold_overhead.py --data ../shared/data/pbc [--runs 3] [--epochs 1] [--out FILE.json]
+
+--epochs N trains each fold N epochs: the difference from one epoch is what an epoch costs
+beyond its training steps (its streams, validation, checkpoint and report).
 
 Prints one line per run and, with --out, writes the fold times, CPU seconds and medians as JSON.
 """
@@ -30,10 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     experiment, placement = build_settings(flags={
-        "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": 1,
+        "model": "tiny_cnn", "image_size": 32, "batch_size": 16, "folds": 2, "epochs": args.epochs,
         "lr": 0.01, "data": str(Path(args.data).resolve()), "tracking": False})
     full = index_dataset(experiment.data)
     manifest = Manifest(frame=full.frame.groupby("label").head(12).reset_index(drop=True),
@@ -58,7 +62,7 @@ def main() -> None:
           + (f"; median run: {statistics.median(cpu):.1f} s of CPU" if cpu else ""))
     if args.out:
         args.out.write_text(json.dumps({
-            "images": len(manifest.frame), "fold_seconds": folds,
+            "images": len(manifest.frame), "epochs": args.epochs, "fold_seconds": folds,
             "median_fold_seconds": statistics.median(folds), "run_cpu_seconds": cpu,
             "median_run_cpu_seconds": statistics.median(cpu) if cpu else None}, indent=1))
 
