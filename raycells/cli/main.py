@@ -1,20 +1,15 @@
 """The `raycells` entry point: joins the command groups."""
 
-import atexit
-import gc
 from typing import Annotated
 
 import typer
 
 from .. import __version__
+from ..collector import collect_rarely
 from . import cv, data, evaluate, explain, export, predict, report, transfer, tune
 from .common import stop_on_sigterm
 
-# When the process ends, Python's last garbage collections go over every object the libraries
-# made (torch, Ray, MLflow: some 400,000), 1.2 s of CPU after each command; frozen, they are
-# skipped and the memory goes with the process. Registered before those libraries are imported,
-# so that it runs after their own exit handlers.
-atexit.register(gc.freeze)
+collect_rarely()  # before the libraries are imported, which commands do as they need them
 
 app = typer.Typer(
     name="raycells",

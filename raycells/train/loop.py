@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..collector import collect_rarely
 from ..errors import RaycellsError
 from ..metrics import confusion_scores
 from ..seeds import derive_seed
@@ -57,6 +58,7 @@ from .trainable import set_trainable, train_mode
 def train_fold(config: dict[str, Any]) -> None:
     """Ray Train entry point for one fold: `config` holds the FoldJob ("job") and the progress
     board the driver displays ("board")."""
+    collect_rarely()  # this process is the fold's worker until the fold ends
     fold = FoldTraining(config["job"], config["board"])
     fold.restore(ray.train.get_checkpoint())
     for epoch in range(fold.progress.epoch + 1, fold.job.epochs):
