@@ -82,6 +82,27 @@ def test_settings_and_a_folds_job_load_without_torch_or_kornia(module):
     assert out.stdout.strip() == "[]"
 
 
+def test_a_one_worker_folds_controller_loads_no_torch_either():
+    """The controller also unpickles the trainer's backend config: TorchTrainer's imports torch
+    to set up torch.distributed, which a fold of one worker does not use; it gets Ray Train's
+    plain trainer, whose config loads none (benchmarks/process_cpu.py beside fold_overhead.py:
+    the controllers' CPU halved). A fresh interpreter unpickles each config."""
+    import pickle
+
+    from raycells.train.trainer import trainer_class
+
+    def loads_torch(workers: int) -> bool:
+        config = pickle.dumps(trainer_class(workers)(lambda: None).backend_config)
+        code = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+                "print('torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], input=config, capture_output=True,
+                             check=True)
+        return out.stdout.strip() == b"True"
+
+    assert not loads_torch(1)
+    assert loads_torch(2)  # TorchTrainer, for workers that talk to each other
+
+
 def test_every_setting_has_exactly_one_option_and_every_option_a_setting():
     expected = ({f.name for f in fields(Experiment)} - {"transfer"}) | {f.name for f in fields(Placement)} | (
         {f.name for f in fields(Transfer)} - {"source"})

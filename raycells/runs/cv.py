@@ -1,7 +1,7 @@
 """Stratified k-fold cross-validation on Ray: the driver.
 
 `run_cv` prepares (or reopens) the run directory, builds the decoded-image cache with Ray Data,
-and trains each unfinished fold with a Ray Train `TorchTrainer` (folds run concurrently when the
+and trains each unfinished fold with a Ray Train trainer (folds run concurrently when the
 cluster has room for more than one). After the last epoch the fold's first worker predicts the
 test fold once with the best model; the driver then writes history.csv, predictions.parquet and
 metrics.json.

@@ -39,7 +39,7 @@ from .source import Source, keep_source
 
 RANGES = ("loguniform", "uniform", "randint")
 TRIAL_CPUS = 0.05
-"""What a trial itself holds: it only waits for its TorchTrainer, which holds the real share."""
+"""What a trial itself holds: it only waits for its Ray Train trainer, which holds the real share."""
 TRAIN_RUN = "train_run"
 """Reported with every epoch's metrics: the id of the Train run that trained it."""
 BEST_FILE = "best.json"

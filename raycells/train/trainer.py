@@ -245,12 +245,12 @@ def stop_ray() -> None:
 def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
                  classes: list[str], labels: np.ndarray, cache: Path, fold: int, board, *,
                  storage: Path, test: bool = False, callbacks: list | None = None):
-    """A `TorchTrainer` for fold `fold` of `plan`: its training part streamed from the cache
-    (sampled by the experiment's policy), its inner validation part for picking the best epoch,
-    checkpoints under `storage`/checkpoint; with `test`, its test part too, predicted after the
-    last epoch (`raycells.train.loop`; `read_test_probabilities` reads the result)."""
+    """A Ray Train trainer for fold `fold` of `plan` (`trainer_class`): its training part
+    streamed from the cache (sampled by the experiment's policy), its inner validation part for
+    picking the best epoch, checkpoints under `storage`/checkpoint; with `test`, its test part
+    too, predicted after the last epoch (`raycells.train.loop`; `read_test_probabilities` reads
+    the result)."""
     import ray.train
-    from ray.train.torch import TorchTrainer
 
     from .loop import train_fold
 
@@ -269,7 +269,7 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
                 ("the image cache, $RAYCELLS_CACHE", str(cache.resolve()))),
         checkpoints=str(storage.resolve() / CHECKPOINTS))
     storage.mkdir(parents=True, exist_ok=True)
-    return TorchTrainer(
+    return trainer_class(resources.workers)(
         train_fold,
         train_loop_config={"job": job, "board": board},
         scaling_config=ray.train.ScalingConfig(
@@ -285,6 +285,20 @@ def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFram
         datasets=fold_datasets(experiment, parts, labels, expected, cache, job.data_seed, test),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
+
+
+def trainer_class(workers: int) -> type:
+    """Ray Train's `TorchTrainer` for a fold of several workers, which sets up torch.distributed
+    between them; for a fold of one, which has no one to talk to, Ray Train's plain trainer,
+    whose controller process then loads no torch (~2 CPU-s a fold; the worker finds its device
+    as before, `ray.train.torch.get_device`, from the GPU Ray gave it)."""
+    if workers > 1:
+        from ray.train.torch import TorchTrainer
+
+        return TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    return DataParallelTrainer
 
 
 def fold_datasets(experiment: Experiment, parts: dict[str, np.ndarray], labels: np.ndarray,
