@@ -140,5 +140,5 @@ def test_the_report_page_in_a_real_browser(tmp_path, prediction_run):
                    capture_output=True, timeout=120)
     with Image.open(shot) as image:
         top = image.convert("RGB").crop((0, 0, 1000, 60))
-        red = sum(1 for r, g, b in top.getdata() if r > 150 and g < 60 and b < 60)
+        red = sum(1 for r, g, b in top.get_flattened_data() if r > 150 and g < 60 and b < 60)
     assert red > 1000  # the banner is drawn, in its colour, at the top
