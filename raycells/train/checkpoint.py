@@ -209,6 +209,21 @@ def newest_readable(folder: str | Path, recorded: str | Path | None = None) -> C
                         f"{folder} and resume.")
 
 
+def recorded_best(recorded: str | Path | None, restored: Checkpoint) -> str | None:
+    """The network file that Ray Train's last recorded checkpoint (`recorded`) names: Ray Train
+    keeps that checkpoint beside the next one reported, so its file must stay. The `restored`
+    checkpoint's own when it is the recorded one; None when Ray Train recorded none or the
+    recorded one cannot be read (cut short: no fold resumes from it)."""
+    if recorded is None:
+        return None
+    if Path(recorded).resolve() == Path(restored.path).parent.resolve():
+        return (restored.progress.best or {}).get("file")
+    try:
+        return (load_checkpoint(recorded).progress.best or {}).get("file")
+    except RaycellsError:
+        return None
+
+
 def _epoch_order(folder: Path) -> tuple[int, int]:
     """(epoch, restarts) of a checkpoint folder epoch-NNN or epoch-NNN-rK: a later restart's
     checkpoint of an epoch comes after an earlier one's."""

@@ -39,6 +39,7 @@ from .checkpoint import (
     newest_readable,
     prune_best,
     read_best,
+    recorded_best,
     save_best,
     save_checkpoint,
     save_test_probabilities,
@@ -154,7 +155,9 @@ class FoldTraining:
         self.progress = saved.progress
         self.progress.restored_from = [*self.progress.restored_from, saved.progress.epoch + 1]
         self._saved = saved
-        self._best_before = (saved.progress.best or {}).get("file")
+        # Not always `saved`'s file: restored from a checkpoint written after Ray Train's last,
+        # the one Ray Train keeps beside the next is its last recorded one.
+        self._best_before = recorded_best(checkpoint.path if checkpoint else None, saved)
 
     def enter_phase(self, epoch: int) -> None:
         """Switch to the phase of `epoch` if it starts a new one: what trains, a new optimizer."""

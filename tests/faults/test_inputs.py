@@ -277,6 +277,28 @@ def test_a_fold_resumes_from_checkpoints_its_killed_driver_had_not_recorded(tmp_
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-001", "epoch-002"]
 
 
+def test_a_fold_resumed_past_ray_trains_record_keeps_the_network_its_record_names(tmp_path):
+    """Resumed from epoch 3, which Ray Train had not recorded (its last: epoch 1), the fold's
+    next checkpoint is kept beside epoch 1's, whose network file must then stay; the clean-clone
+    fault chain once found epoch 1's checkpoint naming a file pruned as no longer needed."""
+    from raycells.train.checkpoint import Checkpoint, Progress, newest_readable, recorded_best, save_checkpoint
+
+    folder = tmp_path / "checkpoint"
+    for epoch in (0, 2):
+        (folder / f"epoch-{epoch + 1:03d}").mkdir(parents=True)
+        best = {"epoch": epoch + 1, "file": f"best-epoch-{epoch + 1:03d}.safetensors"}
+        save_checkpoint(Checkpoint(model_name="tiny_cnn", classes=["a", "b"], image_size=32,
+                                   experiment={}, progress=Progress(epoch=epoch, best=best),
+                                   model={}, optimizer={}, scaler={}), folder / f"epoch-{epoch + 1:03d}")
+    restored = newest_readable(folder, folder / "epoch-001")
+    assert restored.progress.epoch == 2
+    assert recorded_best(folder / "epoch-001", restored) == "best-epoch-001.safetensors"
+    assert recorded_best(folder / "epoch-003", restored) == "best-epoch-003.safetensors"
+    assert recorded_best(None, restored) is None  # Ray Train recorded none: it keeps only the next
+    (folder / "epoch-001" / "state.pt").write_bytes(b"cut short")
+    assert recorded_best(folder / "epoch-001", restored) is None
+
+
 def test_ctrl_c_while_ray_starts_waits_until_it_has_started(ctrl_c):
     """Ctrl-C during `ray.init` is raised once Ray has started whole: cut short, it leaves a
     half-started cluster `ray.shutdown` cannot end, whose agents then outlive the command by a
