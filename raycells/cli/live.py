@@ -60,13 +60,15 @@ class LiveDisplay:
     def run(self, work: Callable[[], Any], run_dir: Path, interrupted: str, *,
             command: str) -> Any:
         """`work()` with this display live, the run directory locked for `command` and Ray's
-        messages in `run_dir`/ray.log. Ctrl-C (exit 130) and SIGTERM (exit 143) stop Ray and
-        print `interrupted` (what was kept, how to go on); a Ray that cannot start gets the same
-        hint, and so does a command that Ray ends abruptly (`raycells.cli.watcher`)."""
+        messages in `run_dir`/ray.log; a Ray that `work()` started ends with it. Ctrl-C (exit
+        130) and SIGTERM (exit 143) stop Ray and print `interrupted` (what was kept, how to go
+        on); a Ray that cannot start gets the same hint, and so does a command that Ray ends
+        abruptly (`raycells.cli.watcher`)."""
         from ..runs.rundir import RunDir
-        from ..train.trainer import stop_ray
+        from ..train.trainer import ray_running, stop_ray
 
         run = RunDir(run_dir)
+        ray_was_up = ray_running()
         try:
             with locked(run.path, command) as note:
                 if note:
@@ -78,6 +80,8 @@ class LiveDisplay:
                         stop_ray()  # while Ray's messages still go to ray.log
                         raise
                     finally:
+                        if not ray_was_up:  # the Ray this command started, and the warnings
+                            stop_ray()      # its raylet pushes, end here: not on the terminal
                         # Its bars draw on the terminal handle this block closes at its end.
                         self.close()
         except (KeyboardInterrupt, Terminated) as stop:

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,8 +235,14 @@ def init_ray(placement: Placement) -> None:
     context.print_on_execution_start = False
 
 
+def ray_running() -> bool:
+    """Whether this process is connected to Ray (found without importing it)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
 def stop_ray() -> None:
-    """Shut Ray down now (after an interrupt), rather than at interpreter exit."""
+    """Shut Ray down now, rather than at interpreter exit."""
     import ray
 
     if ray.is_initialized():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
+import pytest
 from rich.console import Console
 
 from raycells.cli import live
@@ -96,3 +98,32 @@ def test_a_log_gets_a_line_per_epoch_and_per_fold(monkeypatch):
             "Fold 0: epoch 2/12 (fine-tune): train loss 2.000, val loss 1.500, val F1 0.250; 7 steps, "
             "123 img/s, 1:05",
             "Fold 0 finished in 0:00: test accuracy 0.500, macro F1 0.400."]
+
+
+@pytest.mark.slow  # starts a Ray of its own
+def test_a_command_ends_the_ray_it_started_while_its_messages_still_go_to_ray_log(
+        tmp_path, no_ray, request, monkeypatch):
+    """Ray's raylet pushes warnings to every connected driver (too many workers starting, ...),
+    printed by a thread of Ray's to sys.stdout: a command that started Ray ends it inside the
+    block that sends Ray's messages to ray.log, or a late warning lands on the terminal. A Ray
+    that was running before the command (a notebook's, the tests' shared one) stays up."""
+    import ray
+
+    from raycells.settings import Placement
+    from raycells.train.trainer import init_ray
+
+    terminal, stdout_at_shutdown = sys.stdout, []
+    shutdown = ray.shutdown
+    monkeypatch.setattr(ray, "shutdown", lambda: (stdout_at_shutdown.append(sys.stdout), shutdown()))
+
+    def work() -> bool:
+        init_ray(Placement())
+        return ray.is_initialized()
+
+    display = live.Predicting()
+    assert display.run(work, tmp_path / "own", "hint", command="predict")
+    assert not ray.is_initialized()
+    assert len(stdout_at_shutdown) == 1 and stdout_at_shutdown[0] is not terminal
+    request.getfixturevalue("ray_session")
+    display.run(lambda: None, tmp_path / "shared", "hint", command="predict")
+    assert ray.is_initialized() and len(stdout_at_shutdown) == 1
