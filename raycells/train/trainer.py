@@ -242,11 +242,10 @@ def ray_running() -> bool:
 
 
 def stop_ray() -> None:
-    """Shut Ray down now, rather than at interpreter exit."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
+    """Shut Ray down now, rather than at interpreter exit; a process that never imported Ray
+    (a command refused before its work began) does not import it to find that out."""
+    if ray_running():
+        sys.modules["ray"].shutdown()
 
 
 def fold_trainer(experiment: Experiment, resources: Resources, plan: pd.DataFrame,
